@@ -1,0 +1,351 @@
+//! The balancer of one Envoy worker: P2C over Peak-EWMA costs, learning endpoints from
+//! what Envoy actually used, sharing what it learns with the other workers.
+//!
+//! * `pick` runs on request headers. It touches no shared data (after a cluster's first
+//!   request): two random endpoints from the cached view, two costs, one comparison.
+//! * `complete` runs when the request is done. One compare-and-swap on the record of the
+//!   endpoint Envoy used: its latency sample, outcome, and this worker's pending changes.
+//! * `tick` runs every `refreshInterval`: re-reads the index and records, writes
+//!   unflushed pending counts, expires endpoints not seen for `endpointTtl`, and flushes
+//!   counters and gauges to metrics.
+
+use crate::cluster_view::{add_pending, read_record, update_index, update_record, ClusterView, EndpointView, UpdateError};
+use crate::config::Config;
+use crate::cost::cost;
+use crate::metrics::{EndpointMetricIds, Metrics};
+use crate::outcome::Outcome;
+use crate::p2c::{cheaper, pick_two};
+use crate::record::EndpointRecord;
+use crate::rng::SplitMix64;
+use crate::store::{record_key, SharedStore};
+use crate::Nanos;
+use hashbrown::HashMap;
+
+/// Clusters a worker keeps state for; requests to further clusters use the fallback.
+pub const MAX_CLUSTERS: usize = 256;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send to this `IP:port` (the value of the override header).
+    Override(String),
+    /// Let the cluster's fallback policy choose.
+    Fallback(FallbackReason),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FallbackReason {
+    /// Fewer than two endpoints known: discovery mode.
+    TooFewEndpoints,
+    /// The exploration budget: lets new endpoints be discovered.
+    Exploring,
+    /// More than `MAX_CLUSTERS` clusters seen by this worker.
+    TooManyClusters,
+}
+
+/// What Envoy did with a request, as the host read it on completion.
+#[derive(Clone, Copy, Debug)]
+pub struct Completion<'a> {
+    pub cluster: &'a str,
+    /// The endpoint the filter put in the override header, if any.
+    pub chosen: Option<&'a str>,
+    /// `upstream.address`: the endpoint Envoy actually used, if any.
+    pub actual: Option<&'a str>,
+    /// Request headers to response headers (or to completion when no response came).
+    pub latency: Nanos,
+    pub outcome: Outcome,
+    pub now: Nanos,
+}
+
+/// What a completion changed, for logs and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompletionEffect {
+    pub learned: Option<String>,
+    pub forgot: Option<String>,
+}
+
+pub struct Balancer {
+    config: Config,
+    prefix: String,
+    rng: SplitMix64,
+    clusters: HashMap<String, ClusterView>,
+    decay_ns: f64,
+    failure_decay_ns: f64,
+    failure_penalty_ns: f64,
+}
+
+impl Balancer {
+    /// `prefix` namespaces shared-data keys (the plugin name); `seed` the worker's RNG.
+    pub fn new(config: Config, prefix: &str, seed: u64) -> Self {
+        Self {
+            decay_ns: config.decay as f64,
+            failure_decay_ns: config.failure_decay as f64,
+            failure_penalty_ns: config.failure_penalty as f64,
+            config,
+            prefix: prefix.into(),
+            rng: SplitMix64::new(seed),
+            clusters: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This worker's view of a cluster, if it has one (for tests and metrics).
+    pub fn view(&self, cluster: &str) -> Option<&ClusterView> {
+        self.clusters.get(cluster)
+    }
+
+    /// Chooses the endpoint for a new request to `cluster`.
+    pub fn pick(&mut self, store: &dyn SharedStore, metrics: &mut dyn Metrics, cluster: &str, now: Nanos) -> Decision {
+        let (decay, failure_decay, penalty) = (self.decay_ns, self.failure_decay_ns, self.failure_penalty_ns);
+        let explore_ratio = self.config.explore_ratio;
+        let Some(view) = view_mut(&mut self.clusters, &self.prefix, store, metrics, cluster) else {
+            return Decision::Fallback(FallbackReason::TooManyClusters);
+        };
+        let n = view.endpoints.len();
+        if n < 2 {
+            view.decisions.too_few += 1;
+            return Decision::Fallback(FallbackReason::TooFewEndpoints);
+        }
+        let rng = &mut self.rng;
+        if explore_ratio > 0.0 && rng.unit() < explore_ratio {
+            view.decisions.explores += 1;
+            return Decision::Fallback(FallbackReason::Exploring);
+        }
+        let Some((a, b)) = pick_two(n, rng) else {
+            return Decision::Fallback(FallbackReason::TooFewEndpoints);
+        };
+        let cost_of = |e: &EndpointView| cost(e.load_at(now, decay, failure_decay), penalty);
+        let (ca, cb) = (cost_of(&view.endpoints[a]), cost_of(&view.endpoints[b]));
+        let chosen = cheaper((a, ca), (b, cb));
+        log::debug!(
+            "ewma-balancer pick cluster={} candidates=[{} cost={:.3}ms, {} cost={:.3}ms] chosen={}",
+            view.name,
+            view.endpoints[a].record.addr,
+            ca / 1e6,
+            view.endpoints[b].record.addr,
+            cb / 1e6,
+            view.endpoints[chosen].record.addr
+        );
+        view.decisions.overrides += 1;
+        let endpoint = &mut view.endpoints[chosen];
+        endpoint.unflushed_pending += 1;
+        Decision::Override(endpoint.record.addr.clone())
+    }
+
+    /// Records what happened to a request.
+    pub fn complete(&mut self, store: &dyn SharedStore, metrics: &mut dyn Metrics, c: &Completion<'_>) -> CompletionEffect {
+        let mut effect = CompletionEffect::default();
+        let (decay, failure_decay) = (self.decay_ns, self.failure_decay_ns);
+        let default_rtt = self.config.default_rtt as f64;
+        let max_endpoints = self.config.max_endpoints;
+        let prefix = self.prefix.clone();
+        let Some(view) = view_mut(&mut self.clusters, &prefix, store, metrics, c.cluster) else {
+            return effect;
+        };
+
+        // The pick's pending increment is undone whatever happened.
+        if let Some(chosen) = c.chosen {
+            if let Some(e) = view.get_mut(chosen) {
+                e.unflushed_pending -= 1;
+            }
+        }
+        // Envoy used another endpoint than the one we named: ours has left the cluster.
+        if let (Some(chosen), Some(actual)) = (c.chosen, c.actual) {
+            if chosen != actual {
+                forget(store, metrics, view, chosen);
+                log::info!("ewma-balancer: endpoint {chosen} left cluster {} (Envoy used {actual}); forgotten", view.name);
+                effect.forgot = Some(chosen.into());
+            }
+        }
+        let Some(target) = c.actual.or(c.chosen) else {
+            return effect;
+        };
+
+        let failed = c.outcome.is_endpoint_failure();
+        let success = c.outcome.is_success();
+        let (latency, now) = (c.latency as f64, c.now);
+        let delta = view.get_mut(target).map_or(0, |e| e.unflushed_pending);
+        let apply = move |r: &mut EndpointRecord| {
+            r.pending = add_pending(r.pending, delta);
+            r.latency.observe(latency, now, decay);
+            r.failure.record(failed, now, failure_decay);
+            r.last_seen = r.last_seen.max(now);
+            r.requests = r.requests.saturating_add(1);
+            r.failures = r.failures.saturating_add(u64::from(!success));
+        };
+
+        let updated = match view.get_mut(target) {
+            Some(e) => match update_record(store, &e.key, target, &apply) {
+                Ok(record) => {
+                    e.record = record;
+                    e.unflushed_pending = 0;
+                    true
+                }
+                Err(UpdateError::Contended) => true,
+                Err(UpdateError::Missing) => {
+                    view.remove(target);
+                    false
+                }
+            },
+            None => false,
+        };
+        if !updated {
+            let initial = if c.latency > 0 { latency } else { default_rtt };
+            if learn(store, metrics, view, &prefix, target, initial, now, max_endpoints, &apply) {
+                log::info!("ewma-balancer: learned endpoint {target} in cluster {}", view.name);
+                effect.learned = Some(target.into());
+            }
+        }
+        if let Some(e) = view.get_mut(target) {
+            e.unflushed_requests += 1;
+            e.unflushed_failures += u64::from(!success);
+            if let Some(id) = e.metric_ids.latency {
+                metrics.record(id, c.latency / 1_000);
+            }
+        }
+        effect
+    }
+
+    /// Periodic work: sync every cluster view with shared data, expire endpoints not seen
+    /// for `endpointTtl`, flush counters and gauges.
+    pub fn tick(&mut self, store: &dyn SharedStore, metrics: &mut dyn Metrics, now: Nanos) {
+        let (decay, ttl, prefix) = (self.decay_ns, self.config.endpoint_ttl, self.prefix.clone());
+        for view in self.clusters.values_mut() {
+            view.sync(store, metrics, &prefix);
+            let expired: Vec<String> = view
+                .endpoints
+                .iter()
+                .filter(|e| now.saturating_sub(e.record.last_seen) > ttl)
+                .map(|e| e.record.addr.clone())
+                .collect();
+            for addr in expired {
+                log::info!("ewma-balancer: endpoint {addr} in cluster {} not seen for {}s; expired", view.name, ttl / 1_000_000_000);
+                forget(store, metrics, view, &addr);
+            }
+            for e in &mut view.endpoints {
+                flush_endpoint_metrics(metrics, e, now, decay);
+            }
+            view.decisions.flush(metrics, &view.name);
+        }
+    }
+}
+
+/// The view of `cluster`, created (and synced from shared data) on first sight.
+fn view_mut<'a>(
+    clusters: &'a mut HashMap<String, ClusterView>,
+    prefix: &str,
+    store: &dyn SharedStore,
+    metrics: &mut dyn Metrics,
+    cluster: &str,
+) -> Option<&'a mut ClusterView> {
+    if !clusters.contains_key(cluster) {
+        if clusters.len() >= MAX_CLUSTERS {
+            return None;
+        }
+        let mut view = ClusterView::new(prefix, cluster);
+        view.sync(store, metrics, prefix);
+        clusters.insert(cluster.into(), view);
+    }
+    clusters.get_mut(cluster)
+}
+
+fn flush_endpoint_metrics(metrics: &mut dyn Metrics, e: &mut EndpointView, now: Nanos, decay: f64) {
+    let ids = e.metric_ids;
+    if let (Some(id), 1..) = (ids.requests, e.unflushed_requests) {
+        metrics.increment(id, e.unflushed_requests);
+    }
+    if let (Some(id), 1..) = (ids.failures, e.unflushed_failures) {
+        metrics.increment(id, e.unflushed_failures);
+    }
+    e.unflushed_requests = 0;
+    e.unflushed_failures = 0;
+    let gauges = ((e.record.latency.estimate_at(now, decay) / 1_000.0) as u64, u64::from(e.pending()));
+    if e.last_gauges != Some(gauges) {
+        if let Some(id) = ids.ewma {
+            metrics.record(id, gauges.0);
+        }
+        if let Some(id) = ids.pending {
+            metrics.record(id, gauges.1);
+        }
+        e.last_gauges = Some(gauges);
+    }
+}
+
+/// Removes `addr` from the shared index and clears its record (if it is still ours),
+/// and from this worker's view.
+fn forget(store: &dyn SharedStore, metrics: &mut dyn Metrics, view: &mut ClusterView, addr: &str) {
+    let removed = update_index(store, &view.index_key, &mut |ix| ix.remove(addr));
+    if let (Ok((Some(_), _)), Some(e)) = (removed, view.position(addr).map(|i| &view.endpoints[i])) {
+        if let Some((bytes, cas)) = store.get(&e.key) {
+            if EndpointRecord::decode(&bytes).is_ok_and(|r| r.addr == addr) {
+                let _ = store.set(&e.key, &[], cas);
+            }
+        }
+    }
+    if let Some(e) = view.remove(addr) {
+        // Zero the gauges so a forgotten endpoint does not look busy forever.
+        for id in [e.metric_ids.ewma, e.metric_ids.pending].into_iter().flatten() {
+            metrics.record(id, 0);
+        }
+    }
+    view.generation = None;
+}
+
+/// Adds `addr` to the shared index and creates (or joins) its record with `apply`
+/// applied. Returns false when the index is full or shared data refused.
+#[allow(clippy::too_many_arguments)]
+fn learn(
+    store: &dyn SharedStore,
+    metrics: &mut dyn Metrics,
+    view: &mut ClusterView,
+    prefix: &str,
+    addr: &str,
+    initial_latency: f64,
+    now: Nanos,
+    max_endpoints: u16,
+    apply: &dyn Fn(&mut EndpointRecord),
+) -> bool {
+    let Ok((_, index)) = update_index(store, &view.index_key, &mut |ix| {
+        if ix.slot_of(addr).is_some() {
+            None
+        } else {
+            ix.insert(addr, max_endpoints).map(|_| ())
+        }
+    }) else {
+        return false;
+    };
+    let Some(slot) = index.slot_of(addr) else {
+        return false;
+    };
+    let key = record_key(prefix, &view.name, slot);
+    let record = match update_record(store, &key, addr, apply) {
+        Ok(record) => record,
+        Err(_) => {
+            let mut record = EndpointRecord::new(addr, initial_latency, now);
+            apply(&mut record);
+            let cas = store.get(&key).map_or(0, |(_, cas)| cas);
+            if store.set(&key, &record.encode(), cas).is_err() {
+                match read_record(store, &key, addr) {
+                    Some(r) => r,
+                    None => return false,
+                }
+            } else {
+                record
+            }
+        }
+    };
+    view.push(EndpointView {
+        slot,
+        key,
+        metric_ids: EndpointMetricIds::define(metrics, &view.name, addr),
+        record,
+        unflushed_pending: 0,
+        unflushed_requests: 0,
+        unflushed_failures: 0,
+        last_gauges: None,
+    });
+    view.generation = None;
+    true
+}

@@ -1,0 +1,254 @@
+//! One worker's view of one cluster's endpoints, and the read-modify-write helpers that
+//! keep it in step with shared data.
+//!
+//! The view is a cache: the shared index and records are the truth. It is rebuilt when
+//! the index generation changes and refreshed on each tick; between ticks, the worker's
+//! own changes (picks, completions) are applied to it at once, so a worker never acts on
+//! information older than what it did itself.
+
+use crate::cost::Load;
+use crate::index::ClusterIndex;
+use crate::metrics::{decision_metric_name, EndpointMetricIds, MetricKind, Metrics};
+use crate::record::EndpointRecord;
+use crate::store::{index_key, record_key, SharedStore, StoreError, CAS_RETRIES};
+use crate::Nanos;
+use hashbrown::HashMap;
+
+/// Why a read-modify-write did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateError {
+    /// No record for this endpoint (cleared, reused by another endpoint, or unreadable).
+    Missing,
+    /// Other workers won the race `CAS_RETRIES` times in a row, or the host refused.
+    Contended,
+}
+
+/// Reads the record under `key`, checks that it belongs to `addr`, applies `change` and
+/// writes it back with compare-and-swap, retrying when another worker got there first.
+pub fn update_record(
+    store: &dyn SharedStore,
+    key: &str,
+    addr: &str,
+    change: &dyn Fn(&mut EndpointRecord),
+) -> Result<EndpointRecord, UpdateError> {
+    for _ in 0..CAS_RETRIES {
+        let (bytes, cas) = store.get(key).ok_or(UpdateError::Missing)?;
+        let mut record = EndpointRecord::decode(&bytes).map_err(|_| UpdateError::Missing)?;
+        if record.addr != addr {
+            return Err(UpdateError::Missing);
+        }
+        change(&mut record);
+        match store.set(key, &record.encode(), cas) {
+            Ok(()) => return Ok(record),
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Failed) => return Err(UpdateError::Contended),
+        }
+    }
+    Err(UpdateError::Contended)
+}
+
+/// Reads the index (empty if absent or unreadable), lets `change` edit it and writes it
+/// back if `change` returned `Some`. Returns `change`'s result and the index as written.
+pub fn update_index<R>(
+    store: &dyn SharedStore,
+    key: &str,
+    change: &mut dyn FnMut(&mut ClusterIndex) -> Option<R>,
+) -> Result<(Option<R>, ClusterIndex), UpdateError> {
+    for _ in 0..CAS_RETRIES {
+        let (mut index, cas) = match store.get(key) {
+            Some((bytes, cas)) => (ClusterIndex::decode(&bytes).unwrap_or_default(), cas),
+            None => (ClusterIndex::default(), 0),
+        };
+        let Some(result) = change(&mut index) else {
+            return Ok((None, index));
+        };
+        match store.set(key, &index.encode(), cas) {
+            Ok(()) => return Ok((Some(result), index)),
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Failed) => return Err(UpdateError::Contended),
+        }
+    }
+    Err(UpdateError::Contended)
+}
+
+/// Reads and decodes the record of `addr` under `key`.
+pub fn read_record(store: &dyn SharedStore, key: &str, addr: &str) -> Option<EndpointRecord> {
+    let (bytes, _) = store.get(key)?;
+    EndpointRecord::decode(&bytes).ok().filter(|r| r.addr == addr)
+}
+
+/// One endpoint as this worker sees it.
+#[derive(Debug)]
+pub struct EndpointView {
+    pub slot: u16,
+    pub key: String,
+    /// The record as last read or written by this worker.
+    pub record: EndpointRecord,
+    /// Picks minus completions of this worker not yet written to the shared record.
+    pub unflushed_pending: i64,
+    pub unflushed_requests: u64,
+    pub unflushed_failures: u64,
+    pub metric_ids: EndpointMetricIds,
+    /// Last gauge values set, to skip redundant hostcalls.
+    pub last_gauges: Option<(u64, u64)>,
+}
+
+impl EndpointView {
+    /// Pending as this worker knows it: the shared count plus its own unflushed changes.
+    pub fn pending(&self) -> u32 {
+        (i64::from(self.record.pending) + self.unflushed_pending).clamp(0, i64::from(u32::MAX)) as u32
+    }
+
+    pub fn load_at(&self, now: Nanos, decay_ns: f64, failure_decay_ns: f64) -> Load {
+        Load {
+            latency_ns: self.record.latency.estimate_at(now, decay_ns),
+            pending: self.pending(),
+            failure: self.record.failure.at(now, failure_decay_ns),
+        }
+    }
+}
+
+/// Counters of the balancer's decisions for one cluster, flushed to metrics on tick.
+#[derive(Debug, Default)]
+pub struct DecisionCounters {
+    pub overrides: u64,
+    pub explores: u64,
+    pub too_few: u64,
+    ids: Option<[Option<u32>; 3]>,
+}
+
+impl DecisionCounters {
+    pub fn flush(&mut self, metrics: &mut dyn Metrics, cluster: &str) {
+        let ids = *self.ids.get_or_insert_with(|| {
+            ["override", "explore", "too_few"]
+                .map(|d| metrics.define(MetricKind::Counter, &decision_metric_name(cluster, d)))
+        });
+        for (id, count) in ids.into_iter().zip([&mut self.overrides, &mut self.explores, &mut self.too_few]) {
+            if let (Some(id), 1..) = (id, *count) {
+                metrics.increment(id, *count);
+            }
+            *count = 0;
+        }
+    }
+}
+
+/// One worker's view of one cluster.
+#[derive(Debug)]
+pub struct ClusterView {
+    pub name: String,
+    pub index_key: String,
+    /// Generation of the index this view was built from; `None` forces a rebuild.
+    pub generation: Option<u64>,
+    pub endpoints: Vec<EndpointView>,
+    by_addr: HashMap<String, usize>,
+    /// Index entries whose record was missing at the last sync (removed at the next).
+    missing: Vec<String>,
+    pub decisions: DecisionCounters,
+}
+
+impl ClusterView {
+    pub fn new(prefix: &str, cluster: &str) -> Self {
+        Self {
+            name: cluster.into(),
+            index_key: index_key(prefix, cluster),
+            generation: None,
+            endpoints: Vec::new(),
+            by_addr: HashMap::new(),
+            missing: Vec::new(),
+            decisions: DecisionCounters::default(),
+        }
+    }
+
+    pub fn position(&self, addr: &str) -> Option<usize> {
+        self.by_addr.get(addr).copied()
+    }
+
+    pub fn get_mut(&mut self, addr: &str) -> Option<&mut EndpointView> {
+        let i = self.position(addr)?;
+        self.endpoints.get_mut(i)
+    }
+
+    pub fn push(&mut self, endpoint: EndpointView) {
+        self.by_addr.insert(endpoint.record.addr.clone(), self.endpoints.len());
+        self.endpoints.push(endpoint);
+    }
+
+    pub fn remove(&mut self, addr: &str) -> Option<EndpointView> {
+        let i = self.by_addr.remove(addr)?;
+        let removed = self.endpoints.swap_remove(i);
+        if let Some(moved) = self.endpoints.get(i) {
+            self.by_addr.insert(moved.record.addr.clone(), i);
+        }
+        Some(removed)
+    }
+
+    /// Brings the view in step with shared data: reloads the index, writes this worker's
+    /// unflushed pending changes, re-reads every record, and drops entries whose record
+    /// has been missing for two syncs in a row. Cost grows with the number of endpoints;
+    /// it runs on the tick, never per request.
+    pub fn sync(&mut self, store: &dyn SharedStore, metrics: &mut dyn Metrics, prefix: &str) {
+        let index = store
+            .get(&self.index_key)
+            .and_then(|(bytes, _)| ClusterIndex::decode(&bytes).ok())
+            .unwrap_or_default();
+        let mut old: HashMap<String, EndpointView> = HashMap::with_capacity(self.endpoints.len());
+        for e in self.endpoints.drain(..) {
+            old.insert(e.record.addr.clone(), e);
+        }
+        self.by_addr.clear();
+        let previously_missing = std::mem::take(&mut self.missing);
+        let mut stale = Vec::new();
+        for (slot, addr) in &index.entries {
+            let key = record_key(prefix, &self.name, *slot);
+            let kept = old.remove(addr.as_str()).filter(|e| e.slot == *slot);
+            let record = match &kept {
+                Some(e) if e.unflushed_pending != 0 => {
+                    let delta = e.unflushed_pending;
+                    update_record(store, &key, addr, &|r| r.pending = add_pending(r.pending, delta)).ok()
+                }
+                _ => read_record(store, &key, addr),
+            };
+            let Some(record) = record else {
+                if previously_missing.contains(addr) {
+                    stale.push(addr.clone());
+                } else {
+                    self.missing.push(addr.clone());
+                }
+                continue;
+            };
+            let view = match kept {
+                Some(mut e) => {
+                    if e.unflushed_pending != 0 {
+                        e.unflushed_pending = 0;
+                    }
+                    e.record = record;
+                    e
+                }
+                None => EndpointView {
+                    slot: *slot,
+                    key,
+                    metric_ids: EndpointMetricIds::define(metrics, &self.name, addr),
+                    record,
+                    unflushed_pending: 0,
+                    unflushed_requests: 0,
+                    unflushed_failures: 0,
+                    last_gauges: None,
+                },
+            };
+            self.push(view);
+        }
+        self.generation = Some(index.generation);
+        if !stale.is_empty() {
+            let _ = update_index(store, &self.index_key, &mut |ix| {
+                let removed = stale.iter().filter(|a| ix.remove(a).is_some()).count();
+                (removed > 0).then_some(())
+            });
+            self.generation = None;
+        }
+    }
+}
+
+/// `pending + delta`, clamped to `0..=u32::MAX`.
+pub fn add_pending(pending: u32, delta: i64) -> u32 {
+    (i64::from(pending) + delta).clamp(0, i64::from(u32::MAX)) as u32
+}

@@ -1,0 +1,344 @@
+//! Plugin configuration: JSON from Envoy's `configuration` / Istio's `pluginConfig`,
+//! validated into a typed [`Config`]. Empty or absent configuration means all defaults.
+//!
+//! Every error names the field, what is accepted and what was given, in one line; the
+//! host logs it and refuses the configuration (`on_configure` returns false).
+
+use crate::duration::{format_duration, parse_duration};
+use crate::Nanos;
+use serde_json::{Map, Value};
+use std::fmt;
+
+const MS: Nanos = 1_000_000;
+const SEC: Nanos = 1_000 * MS;
+
+/// Linkerd's defaults: an endpoint we know nothing about is assumed to answer in 30 ms,
+/// and an estimate forgets ~63 % of its past in 10 s.
+pub const DEFAULT_RTT: Nanos = 30 * MS;
+pub const DEFAULT_DECAY: Nanos = 10 * SEC;
+pub const DEFAULT_FAILURE_PENALTY: Nanos = SEC;
+pub const DEFAULT_FAILURE_DECAY: Nanos = SEC;
+pub const DEFAULT_EXPLORE_RATIO: f64 = 0.01;
+pub const DEFAULT_ENDPOINT_TTL: Nanos = 60 * SEC;
+pub const DEFAULT_MAX_ENDPOINTS: u16 = 1024;
+pub const DEFAULT_REFRESH_INTERVAL: Nanos = 250 * MS;
+pub const DEFAULT_OVERRIDE_HEADER: &str = "x-ewma-balancer-host";
+/// RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE: the codes that say "this endpoint is in
+/// trouble" rather than "this request was wrong".
+pub const DEFAULT_FAILURE_GRPC_CODES: [u32; 3] = [8, 13, 14];
+
+/// An RTT floor: below a millisecond the default would make unknown endpoints look
+/// faster than most real ones on a LAN, which starves them of the probe they need.
+const MIN_DEFAULT_RTT: Nanos = MS;
+/// A decay floor: shorter than this, the estimate is just the last sample.
+const MIN_DECAY: Nanos = 100 * MS;
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub override_header: String,
+    pub default_rtt: Nanos,
+    pub decay: Nanos,
+    pub failure_penalty: Nanos,
+    pub failure_decay: Nanos,
+    pub explore_ratio: f64,
+    pub endpoint_ttl: Nanos,
+    pub max_endpoints: u16,
+    pub refresh_interval: Nanos,
+    pub balance_all_http: bool,
+    pub failure_grpc_codes: Vec<u32>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            override_header: DEFAULT_OVERRIDE_HEADER.into(),
+            default_rtt: DEFAULT_RTT,
+            decay: DEFAULT_DECAY,
+            failure_penalty: DEFAULT_FAILURE_PENALTY,
+            failure_decay: DEFAULT_FAILURE_DECAY,
+            explore_ratio: DEFAULT_EXPLORE_RATIO,
+            endpoint_ttl: DEFAULT_ENDPOINT_TTL,
+            max_endpoints: DEFAULT_MAX_ENDPOINTS,
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            balance_all_http: false,
+            failure_grpc_codes: DEFAULT_FAILURE_GRPC_CODES.to_vec(),
+        }
+    }
+}
+
+/// What is wrong with a configuration, naming the field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "invalid plugin configuration: {}", self.message)
+        } else {
+            write!(
+                f,
+                "invalid plugin configuration: field \"{}\": {}",
+                self.field, self.message
+            )
+        }
+    }
+}
+
+/// The accepted fields, in the order the README documents them.
+pub const FIELDS: [&str; 11] = [
+    "overrideHeader",
+    "defaultRtt",
+    "decay",
+    "failurePenalty",
+    "failureDecay",
+    "exploreRatio",
+    "endpointTtl",
+    "maxEndpoints",
+    "refreshInterval",
+    "balanceAllHttp",
+    "failureGrpcCodes",
+];
+
+impl Config {
+    /// Parses plugin configuration bytes. `None`, empty or all-whitespace means defaults.
+    pub fn parse(bytes: Option<&[u8]>) -> Result<Self, ConfigError> {
+        let bytes = bytes.unwrap_or_default();
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ConfigError {
+            field: String::new(),
+            message: format!("not valid JSON: {e}"),
+        })?;
+        let Value::Object(map) = value else {
+            return Err(ConfigError {
+                field: String::new(),
+                message: format!(
+                    "expected a JSON object, got {}",
+                    json_type(&value)
+                ),
+            });
+        };
+        Self::from_map(&map)
+    }
+
+    fn from_map(map: &Map<String, Value>) -> Result<Self, ConfigError> {
+        if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(ConfigError {
+                field: unknown.clone(),
+                message: format!("unknown field; accepted fields are {}", FIELDS.join(", ")),
+            });
+        }
+        let d = Self::default();
+        let f = Fields(map);
+        Ok(Self {
+            override_header: f.header("overrideHeader", d.override_header)?,
+            default_rtt: f.duration("defaultRtt", d.default_rtt, MIN_DEFAULT_RTT, 60 * SEC)?,
+            decay: f.duration("decay", d.decay, MIN_DECAY, 3600 * SEC)?,
+            failure_penalty: f.duration("failurePenalty", d.failure_penalty, MS, 3600 * SEC)?,
+            failure_decay: f.duration("failureDecay", d.failure_decay, 10 * MS, 3600 * SEC)?,
+            explore_ratio: f.ratio("exploreRatio", d.explore_ratio, 0.0, 0.5)?,
+            endpoint_ttl: f.duration("endpointTtl", d.endpoint_ttl, SEC, 24 * 3600 * SEC)?,
+            max_endpoints: f.integer("maxEndpoints", d.max_endpoints.into(), 2, 65_535)? as u16,
+            refresh_interval: f.duration("refreshInterval", d.refresh_interval, 10 * MS, 60 * SEC)?,
+            balance_all_http: f.boolean("balanceAllHttp", d.balance_all_http)?,
+            failure_grpc_codes: f.grpc_codes("failureGrpcCodes", d.failure_grpc_codes)?,
+        })
+    }
+}
+
+/// Typed access to the fields of the JSON object, each error naming its field.
+struct Fields<'a>(&'a Map<String, Value>);
+
+fn err(field: &str, message: String) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message,
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Fields<'_> {
+    fn duration(&self, name: &str, default: Nanos, min: Nanos, max: Nanos) -> Result<Nanos, ConfigError> {
+        let Some(v) = self.0.get(name) else {
+            return Ok(default);
+        };
+        let range = format!(
+            "a duration string between {} and {}",
+            format_duration(min),
+            format_duration(max)
+        );
+        let Value::String(text) = v else {
+            return Err(err(name, format!("expected {range} (like \"{}\"), got {}", format_duration(default), json_type(v))));
+        };
+        match parse_duration(text) {
+            Ok(ns) if (min..=max).contains(&ns) => Ok(ns),
+            Ok(_) => Err(err(name, format!("expected {range}, got {text:?}"))),
+            Err(why) => Err(err(name, format!("expected {range}, got {text:?}: {why}"))),
+        }
+    }
+
+    fn ratio(&self, name: &str, default: f64, min: f64, max: f64) -> Result<f64, ConfigError> {
+        let Some(v) = self.0.get(name) else {
+            return Ok(default);
+        };
+        match v.as_f64() {
+            Some(x) if (min..=max).contains(&x) => Ok(x),
+            _ => Err(err(name, format!("expected a number between {min} and {max}, got {v}"))),
+        }
+    }
+
+    fn integer(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let Some(v) = self.0.get(name) else {
+            return Ok(default);
+        };
+        match v.as_u64() {
+            Some(x) if (min..=max).contains(&x) => Ok(x),
+            _ => Err(err(name, format!("expected an integer between {min} and {max}, got {v}"))),
+        }
+    }
+
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.0.get(name) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => Err(err(name, format!("expected true or false, got {v}"))),
+        }
+    }
+
+    fn header(&self, name: &str, default: String) -> Result<String, ConfigError> {
+        let Some(v) = self.0.get(name) else {
+            return Ok(default);
+        };
+        let expected = "expected a lowercase HTTP header name of 1 to 100 characters from a-z, 0-9, '-' and '_', not starting with ':'";
+        match v {
+            Value::String(s)
+                if !s.is_empty()
+                    && s.len() <= 100
+                    && s
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') =>
+            {
+                Ok(s.clone())
+            }
+            _ => Err(err(name, format!("{expected}, got {v}"))),
+        }
+    }
+
+    fn grpc_codes(&self, name: &str, default: Vec<u32>) -> Result<Vec<u32>, ConfigError> {
+        let Some(v) = self.0.get(name) else {
+            return Ok(default);
+        };
+        let expected = "expected an array of distinct gRPC status codes between 1 and 16 (at most 16 entries)";
+        let Value::Array(items) = v else {
+            return Err(err(name, format!("{expected}, got {v}")));
+        };
+        let mut codes = Vec::with_capacity(items.len());
+        for item in items {
+            match item.as_u64() {
+                Some(c @ 1..=16) if !codes.contains(&(c as u32)) && codes.len() < 16 => codes.push(c as u32),
+                _ => return Err(err(name, format!("{expected}, got {v}"))),
+            }
+        }
+        Ok(codes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Config, String> {
+        Config::parse(Some(json.as_bytes())).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn absent_empty_and_empty_object_mean_defaults() {
+        assert_eq!(Config::parse(None), Ok(Config::default()));
+        assert_eq!(Config::parse(Some(b"")), Ok(Config::default()));
+        assert_eq!(Config::parse(Some(b"  \n")), Ok(Config::default()));
+        assert_eq!(parse("{}"), Ok(Config::default()));
+    }
+
+    #[test]
+    fn defaults_are_linkerds() {
+        let c = Config::default();
+        assert_eq!(c.default_rtt, 30_000_000);
+        assert_eq!(c.decay, 10_000_000_000);
+        assert_eq!(c.override_header, "x-ewma-balancer-host");
+        assert_eq!(c.failure_grpc_codes, vec![8, 13, 14]);
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let c = parse(
+            r#"{"overrideHeader":"x-pick","defaultRtt":"5ms","decay":"2s","failurePenalty":"3s",
+                "failureDecay":"500ms","exploreRatio":0.05,"endpointTtl":"2m","maxEndpoints":10,
+                "refreshInterval":"1s","balanceAllHttp":true,"failureGrpcCodes":[14]}"#,
+        );
+        assert_eq!(
+            c,
+            Ok(Config {
+                override_header: "x-pick".into(),
+                default_rtt: 5_000_000,
+                decay: 2_000_000_000,
+                failure_penalty: 3_000_000_000,
+                failure_decay: 500_000_000,
+                explore_ratio: 0.05,
+                endpoint_ttl: 120_000_000_000,
+                max_endpoints: 10,
+                refresh_interval: 1_000_000_000,
+                balance_all_http: true,
+                failure_grpc_codes: vec![14],
+            })
+        );
+    }
+
+    /// Each invalid input and the exact line the filter logs for it (the README's table).
+    pub const INVALID: &[(&str, &str)] = &[
+        ("[1,2]", "invalid plugin configuration: expected a JSON object, got an array"),
+        ("{\"decay\":", "invalid plugin configuration: not valid JSON: EOF while parsing a value at line 1 column 9"),
+        ("{\"dcay\":\"10s\"}", "invalid plugin configuration: field \"dcay\": unknown field; accepted fields are overrideHeader, defaultRtt, decay, failurePenalty, failureDecay, exploreRatio, endpointTtl, maxEndpoints, refreshInterval, balanceAllHttp, failureGrpcCodes"),
+        ("{\"decay\":10}", "invalid plugin configuration: field \"decay\": expected a duration string between 100ms and 1h (like \"10s\"), got a number"),
+        ("{\"decay\":\"-5s\"}", "invalid plugin configuration: field \"decay\": expected a duration string between 100ms and 1h, got \"-5s\": expected a number followed by a unit, like \"30ms\""),
+        ("{\"decay\":\"0s\"}", "invalid plugin configuration: field \"decay\": expected a duration string between 100ms and 1h, got \"0s\""),
+        ("{\"defaultRtt\":\"NaNms\"}", "invalid plugin configuration: field \"defaultRtt\": expected a duration string between 1ms and 1m, got \"NaNms\": expected a number followed by a unit, like \"30ms\""),
+        ("{\"defaultRtt\":\"500us\"}", "invalid plugin configuration: field \"defaultRtt\": expected a duration string between 1ms and 1m, got \"500us\""),
+        ("{\"exploreRatio\":\"0.1\"}", "invalid plugin configuration: field \"exploreRatio\": expected a number between 0 and 0.5, got \"0.1\""),
+        ("{\"exploreRatio\":1.5}", "invalid plugin configuration: field \"exploreRatio\": expected a number between 0 and 0.5, got 1.5"),
+        ("{\"maxEndpoints\":100000000}", "invalid plugin configuration: field \"maxEndpoints\": expected an integer between 2 and 65535, got 100000000"),
+        ("{\"maxEndpoints\":-1}", "invalid plugin configuration: field \"maxEndpoints\": expected an integer between 2 and 65535, got -1"),
+        ("{\"overrideHeader\":\"\"}", "invalid plugin configuration: field \"overrideHeader\": expected a lowercase HTTP header name of 1 to 100 characters from a-z, 0-9, '-' and '_', not starting with ':', got \"\""),
+        ("{\"overrideHeader\":\":authority\"}", "invalid plugin configuration: field \"overrideHeader\": expected a lowercase HTTP header name of 1 to 100 characters from a-z, 0-9, '-' and '_', not starting with ':', got \":authority\""),
+        ("{\"balanceAllHttp\":\"yes\"}", "invalid plugin configuration: field \"balanceAllHttp\": expected true or false, got \"yes\""),
+        ("{\"failureGrpcCodes\":[0]}", "invalid plugin configuration: field \"failureGrpcCodes\": expected an array of distinct gRPC status codes between 1 and 16 (at most 16 entries), got [0]"),
+        ("{\"refreshInterval\":null}", "invalid plugin configuration: field \"refreshInterval\": expected a duration string between 10ms and 1m (like \"250ms\"), got null"),
+    ];
+
+    #[test]
+    fn each_invalid_config_is_rejected_with_its_exact_message() {
+        for (input, expected) in INVALID {
+            assert_eq!(parse(input).err().as_deref(), Some(*expected), "input {input}");
+        }
+    }
+
+    #[test]
+    fn ranges_are_inclusive() {
+        assert!(parse(r#"{"decay":"100ms","exploreRatio":0.5,"maxEndpoints":2}"#).is_ok());
+        assert!(parse(r#"{"decay":"1h","exploreRatio":0,"maxEndpoints":65535}"#).is_ok());
+    }
+}

@@ -1,0 +1,204 @@
+//! The shared-data record of one endpoint and its binary codec.
+//!
+//! One record per (cluster, endpoint) lives under its own key (see `store.rs`), so a
+//! request reads and writes one small record, never the whole table. The layout is fixed
+//! little-endian fields after a one-byte magic and a version byte; decoding checks every
+//! length and rejects anything else, because shared data outlives module versions (a
+//! hot-restarted or upgraded module may find records written by an older one).
+
+use crate::failure_score::FailureScore;
+use crate::peak_ewma::PeakEwma;
+use crate::Nanos;
+
+const MAGIC: u8 = b'E';
+const VERSION: u8 = 1;
+/// Longest endpoint address kept: `[` + 39-character IPv6 + `]:` + 5-digit port is 47.
+pub const MAX_ADDR_LEN: usize = 64;
+const FIXED_LEN: usize = 2 + 1 + 8 + 8 + 8 + 8 + 4 + 8 + 8 + 8;
+/// The most bytes a record takes in shared data (the bound per endpoint).
+pub const MAX_RECORD_LEN: usize = FIXED_LEN + MAX_ADDR_LEN;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointRecord {
+    /// `IP:port`, as Envoy reports it in `upstream.address`.
+    pub addr: String,
+    pub latency: PeakEwma,
+    pub failure: FailureScore,
+    /// Requests in flight across all workers (as flushed so far).
+    pub pending: u32,
+    /// Last time any worker saw a request complete on this endpoint.
+    pub last_seen: Nanos,
+    pub requests: u64,
+    pub failures: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodecError {
+    Truncated,
+    BadMagic,
+    UnsupportedVersion(u8),
+    BadAddress,
+    TrailingBytes,
+}
+
+impl EndpointRecord {
+    pub fn new(addr: &str, latency_ns: f64, now: Nanos) -> Self {
+        Self {
+            addr: addr.into(),
+            latency: PeakEwma::new(latency_ns, now),
+            failure: FailureScore::default(),
+            pending: 0,
+            last_seen: now,
+            requests: 0,
+            failures: 0,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let addr = self.addr.as_bytes();
+        let addr = &addr[..addr.len().min(MAX_ADDR_LEN)];
+        let mut out = Vec::with_capacity(FIXED_LEN + addr.len());
+        out.extend_from_slice(&[MAGIC, VERSION, addr.len() as u8]);
+        out.extend_from_slice(addr);
+        out.extend_from_slice(&self.latency.raw_ns().to_le_bytes());
+        out.extend_from_slice(&self.latency.stamp().to_le_bytes());
+        out.extend_from_slice(&self.failure.raw().to_le_bytes());
+        out.extend_from_slice(&self.failure.stamp().to_le_bytes());
+        out.extend_from_slice(&self.pending.to_le_bytes());
+        out.extend_from_slice(&self.last_seen.to_le_bytes());
+        out.extend_from_slice(&self.requests.to_le_bytes());
+        out.extend_from_slice(&self.failures.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader(bytes);
+        if r.take(1)? != [MAGIC] {
+            return Err(CodecError::BadMagic);
+        }
+        let version = r.take(1)?[0];
+        if version != VERSION {
+            return Err(CodecError::UnsupportedVersion(version));
+        }
+        let len = usize::from(r.take(1)?[0]);
+        if len > MAX_ADDR_LEN {
+            return Err(CodecError::BadAddress);
+        }
+        let addr = std::str::from_utf8(r.take(len)?).map_err(|_| CodecError::BadAddress)?;
+        let latency = PeakEwma::from_parts(r.f64()?, r.u64()?);
+        let failure = FailureScore::from_parts(r.f64()?, r.u64()?);
+        let record = Self {
+            addr: addr.into(),
+            latency,
+            failure,
+            pending: r.u32()?,
+            last_seen: r.u64()?,
+            requests: r.u64()?,
+            failures: r.u64()?,
+        };
+        if !r.0.is_empty() {
+            return Err(CodecError::TrailingBytes);
+        }
+        Ok(record)
+    }
+}
+
+/// A cursor over bytes that never reads past the end.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Reader<'a> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+        if self.0.len() < n {
+            return Err(CodecError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, CodecError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, CodecError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, CodecError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn f64(&mut self) -> Result<f64, CodecError> {
+        Ok(f64::from_le_bytes(self.array()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> EndpointRecord {
+        let mut r = EndpointRecord::new("127.0.0.1:50051", 1.5e6, 42);
+        r.failure = FailureScore::from_parts(0.25, 40);
+        r.pending = 3;
+        r.requests = 1000;
+        r.failures = 7;
+        r
+    }
+
+    #[test]
+    fn round_trips() {
+        let r = sample();
+        assert_eq!(EndpointRecord::decode(&r.encode()), Ok(r));
+    }
+
+    #[test]
+    fn encoded_size_is_fixed_plus_address() {
+        assert_eq!(sample().encode().len(), 63 + "127.0.0.1:50051".len());
+        assert_eq!(MAX_RECORD_LEN, 127);
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        let bytes = sample().encode();
+        for n in 0..bytes.len() {
+            assert!(EndpointRecord::decode(&bytes[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn wrong_magic_version_and_trailing_bytes_are_rejected() {
+        let mut bytes = sample().encode();
+        bytes[1] = 9;
+        assert_eq!(EndpointRecord::decode(&bytes), Err(CodecError::UnsupportedVersion(9)));
+        bytes[0] = b'X';
+        assert_eq!(EndpointRecord::decode(&bytes), Err(CodecError::BadMagic));
+        let mut bytes = sample().encode();
+        bytes.push(0);
+        assert_eq!(EndpointRecord::decode(&bytes), Err(CodecError::TrailingBytes));
+    }
+
+    #[test]
+    fn non_utf8_or_overlong_addresses_are_rejected() {
+        let mut bytes = sample().encode();
+        bytes[3] = 0xff;
+        assert_eq!(EndpointRecord::decode(&bytes), Err(CodecError::BadAddress));
+        let mut bytes = sample().encode();
+        bytes[2] = 200;
+        assert_eq!(EndpointRecord::decode(&bytes), Err(CodecError::BadAddress));
+    }
+
+    #[test]
+    fn stored_nan_decodes_to_a_safe_value() {
+        let mut r = sample();
+        r.latency = PeakEwma::from_parts(f64::NAN, 0);
+        let decoded = EndpointRecord::decode(&r.encode());
+        assert_eq!(decoded.map(|d| d.latency.raw_ns()), Ok(0.0));
+    }
+}

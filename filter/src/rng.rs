@@ -1,0 +1,64 @@
+//! A small, fast, seedable PRNG (SplitMix64). P2C needs cheap uniform indices, not
+//! cryptographic randomness, and a Wasm filter should not pull in `getrandom`.
+
+#[derive(Clone, Debug)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (Lemire's multiply-shift; bias below 2⁻³² for any `n` we use).
+    /// Returns 0 when `n` is 0.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn below_stays_in_range_and_covers_it() {
+        let mut r = SplitMix64::new(7);
+        let mut seen = [0u32; 5];
+        for _ in 0..10_000 {
+            seen[r.below(5)] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 1_800 && c < 2_200), "{seen:?}");
+        assert_eq!(r.below(0), 0);
+    }
+
+    #[test]
+    fn unit_is_in_zero_one() {
+        let mut r = SplitMix64::new(1);
+        for _ in 0..10_000 {
+            let u = r.unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+
+    #[test]
+    fn same_seed_same_sequence() {
+        let (mut a, mut b) = (SplitMix64::new(42), SplitMix64::new(42));
+        assert_eq!(a.next_u64(), b.next_u64());
+        assert_eq!(SplitMix64::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
+    }
+}

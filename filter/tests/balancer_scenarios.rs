@@ -1,0 +1,337 @@
+//! The balancer driven natively against an in-memory shared store with Envoy's CAS
+//! semantics and a virtual clock: whole scenarios in milliseconds, with literal
+//! expectations. (The built .wasm is exercised in a real Envoy by test-harness.)
+
+use ewma_balancer::balancer::{Balancer, Completion, Decision, FallbackReason};
+use ewma_balancer::config::Config;
+use ewma_balancer::metrics::{MetricKind, Metrics};
+use ewma_balancer::outcome::Outcome;
+use ewma_balancer::store::{MemoryStore, SharedStore};
+use ewma_balancer::Nanos;
+use std::collections::BTreeMap;
+
+const MS: Nanos = 1_000_000;
+const SEC: Nanos = 1_000 * MS;
+const CLUSTER: &str = "greeter";
+
+/// Metrics kept by name, as Envoy would.
+#[derive(Default)]
+struct RecordedMetrics {
+    names: Vec<(MetricKind, String)>,
+    values: BTreeMap<String, u64>,
+    samples: BTreeMap<String, Vec<u64>>,
+}
+
+impl RecordedMetrics {
+    fn value(&self, name: &str) -> u64 {
+        self.values.get(name).copied().unwrap_or(0)
+    }
+}
+
+impl Metrics for RecordedMetrics {
+    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        if let Some(i) = self.names.iter().position(|(_, n)| n == name) {
+            return Some(i as u32);
+        }
+        self.names.push((kind, name.to_string()));
+        Some(self.names.len() as u32 - 1)
+    }
+
+    fn increment(&mut self, id: u32, delta: u64) {
+        let name = self.names[id as usize].1.clone();
+        *self.values.entry(name).or_default() += delta;
+    }
+
+    fn record(&mut self, id: u32, value: u64) {
+        let (kind, name) = self.names[id as usize].clone();
+        match kind {
+            MetricKind::Histogram => self.samples.entry(name).or_default().push(value),
+            _ => {
+                self.values.insert(name, value);
+            }
+        }
+    }
+}
+
+/// One simulated Envoy worker.
+struct Worker {
+    balancer: Balancer,
+    metrics: RecordedMetrics,
+}
+
+impl Worker {
+    fn new(config: Config, seed: u64) -> Self {
+        Self {
+            balancer: Balancer::new(config, "ewma-balancer", seed),
+            metrics: RecordedMetrics::default(),
+        }
+    }
+
+    fn pick(&mut self, store: &dyn SharedStore, now: Nanos) -> Decision {
+        self.balancer.pick(store, &mut self.metrics, CLUSTER, now)
+    }
+
+    fn complete(&mut self, store: &dyn SharedStore, chosen: Option<&str>, actual: Option<&str>, latency: Nanos, outcome: Outcome, now: Nanos) {
+        self.balancer.complete(
+            store,
+            &mut self.metrics,
+            &Completion {
+                cluster: CLUSTER,
+                chosen,
+                actual,
+                latency,
+                outcome,
+                now,
+            },
+        );
+    }
+
+    fn known(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .balancer
+            .view(CLUSTER)
+            .map(|v| v.endpoints.iter().map(|e| e.record.addr.clone()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    fn pending(&self, addr: &str) -> u32 {
+        self.balancer
+            .view(CLUSTER)
+            .and_then(|v| v.endpoints.iter().find(|e| e.record.addr == addr))
+            .map_or(0, |e| e.pending())
+    }
+}
+
+/// A cluster of endpoints and a round-robin fallback, like `override_host` in Envoy:
+/// the named endpoint is used if it is in the cluster, otherwise the fallback picks.
+struct Cluster {
+    endpoints: Vec<(&'static str, Nanos, bool)>, // (addr, latency, fails)
+    rr: usize,
+}
+
+impl Cluster {
+    fn route(&mut self, decision: &Decision) -> (Option<String>, &'static str, Nanos, bool) {
+        let chosen = match decision {
+            Decision::Override(a) => Some(a.clone()),
+            Decision::Fallback(_) => None,
+        };
+        let named = chosen.as_deref().and_then(|c| self.endpoints.iter().find(|e| e.0 == c)).copied();
+        let (addr, latency, fails) = named.unwrap_or_else(|| {
+            self.rr += 1;
+            self.endpoints[self.rr % self.endpoints.len()]
+        });
+        (chosen, addr, latency, fails)
+    }
+}
+
+/// Sends `n` sequential requests, one every `gap`, starting at `*now`; returns per-endpoint counts.
+fn run(worker: &mut Worker, store: &MemoryStore, cluster: &mut Cluster, n: usize, gap: Nanos, now: &mut Nanos) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for i in 0..n {
+        let decision = worker.pick(store, *now);
+        let (chosen, actual, latency, fails) = cluster.route(&decision);
+        *counts.entry(actual).or_default() += 1;
+        let outcome = if fails { Outcome::EndpointFailure } else { Outcome::Success };
+        worker.complete(store, chosen.as_deref(), Some(actual), latency, outcome, *now + latency);
+        *now += gap;
+        if i % 25 == 0 {
+            worker.balancer.tick(store, &mut worker.metrics, *now);
+        }
+    }
+    counts
+}
+
+fn three(slow: Nanos) -> Cluster {
+    Cluster {
+        endpoints: vec![("10.0.0.1:80", MS, false), ("10.0.0.2:80", MS, false), ("10.0.0.3:80", slow, false)],
+        rr: 0,
+    }
+}
+
+#[test]
+fn knowing_no_endpoint_lets_the_fallback_choose() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 1);
+    assert_eq!(w.pick(&store, 0), Decision::Fallback(FallbackReason::TooFewEndpoints));
+    w.complete(&store, None, Some("10.0.0.1:80"), MS, Outcome::Success, MS);
+    assert_eq!(w.pick(&store, 2 * MS), Decision::Fallback(FallbackReason::TooFewEndpoints), "one is not enough for two choices");
+    w.complete(&store, None, Some("10.0.0.2:80"), MS, Outcome::Success, 3 * MS);
+    assert!(matches!(w.pick(&store, 4 * MS), Decision::Override(_) | Decision::Fallback(FallbackReason::Exploring)));
+    assert_eq!(w.known(), vec!["10.0.0.1:80", "10.0.0.2:80"]);
+}
+
+#[test]
+fn slow_endpoint_gets_almost_no_traffic_after_warm_up() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 7);
+    let mut cluster = three(40 * MS);
+    let mut now = SEC;
+    run(&mut w, &store, &mut cluster, 300, 5 * MS, &mut now);
+    let counts = run(&mut w, &store, &mut cluster, 2_000, 5 * MS, &mut now);
+    let slow = counts.get("10.0.0.3:80").copied().unwrap_or(0);
+    assert!(slow <= 40, "slow endpoint got {slow} of 2000: {counts:?}");
+}
+
+#[test]
+fn slow_endpoint_is_probed_again_once_it_recovers() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 9);
+    let mut cluster = three(40 * MS);
+    let mut now = SEC;
+    run(&mut w, &store, &mut cluster, 1_000, 5 * MS, &mut now);
+    cluster.endpoints[2].1 = MS; // it recovers
+    now += 40 * SEC; // idle decay brings its estimate down
+    let counts = run(&mut w, &store, &mut cluster, 3_000, 5 * MS, &mut now);
+    let recovered = counts.get("10.0.0.3:80").copied().unwrap_or(0);
+    assert!(recovered >= 600, "recovered endpoint got only {recovered} of 3000: {counts:?}");
+}
+
+#[test]
+fn fast_failing_endpoint_is_avoided() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 3);
+    let mut cluster = three(MS);
+    cluster.endpoints[2] = ("10.0.0.3:80", MS / 10, true);
+    let mut now = SEC;
+    run(&mut w, &store, &mut cluster, 300, 5 * MS, &mut now);
+    let counts = run(&mut w, &store, &mut cluster, 3_000, 5 * MS, &mut now);
+    let failing = counts.get("10.0.0.3:80").copied().unwrap_or(0);
+    assert!(failing <= 60, "fast-failing endpoint got {failing} of 3000: {counts:?}");
+}
+
+#[test]
+fn endpoint_that_left_is_forgotten_on_the_first_mismatch() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 5);
+    for (i, a) in ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"].into_iter().enumerate() {
+        w.complete(&store, None, Some(a), MS, Outcome::Success, i as Nanos * MS);
+    }
+    w.complete(&store, Some("10.0.0.3:80"), Some("10.0.0.1:80"), MS, Outcome::Success, 10 * MS);
+    assert_eq!(w.known(), vec!["10.0.0.1:80", "10.0.0.2:80"]);
+    // and another worker sees it gone at its next tick
+    let mut other = Worker::new(Config::default(), 6);
+    other.balancer.tick(&store, &mut other.metrics, 11 * MS);
+    other.pick(&store, 11 * MS);
+    assert_eq!(other.known(), vec!["10.0.0.1:80", "10.0.0.2:80"]);
+}
+
+#[test]
+fn pending_counts_are_exact_across_two_workers() {
+    let store = MemoryStore::default();
+    let mut a = Worker::new(Config::default(), 1);
+    let mut b = Worker::new(Config::default(), 2);
+    for (i, addr) in ["10.0.0.1:80", "10.0.0.2:80"].into_iter().enumerate() {
+        a.complete(&store, None, Some(addr), MS, Outcome::Success, i as Nanos);
+    }
+    let mut now = SEC;
+    let mut in_flight: Vec<(usize, String)> = Vec::new();
+    for i in 0..200 {
+        let which = i % 2;
+        let w = if which == 0 { &mut a } else { &mut b };
+        if let Decision::Override(addr) = w.pick(&store, now) {
+            in_flight.push((which, addr));
+        }
+        now += MS;
+        if i % 7 == 0 {
+            a.balancer.tick(&store, &mut a.metrics, now);
+            b.balancer.tick(&store, &mut b.metrics, now);
+        }
+    }
+    a.balancer.tick(&store, &mut a.metrics, now);
+    b.balancer.tick(&store, &mut b.metrics, now);
+    b.balancer.tick(&store, &mut b.metrics, now);
+    a.balancer.tick(&store, &mut a.metrics, now);
+    for addr in ["10.0.0.1:80", "10.0.0.2:80"] {
+        let expected = in_flight.iter().filter(|(_, a)| a == addr).count() as u32;
+        assert_eq!(a.pending(addr), expected, "{addr} seen by worker a");
+        assert_eq!(b.pending(addr), expected, "{addr} seen by worker b");
+    }
+    // complete everything, interleaving the workers
+    for (i, (which, addr)) in in_flight.iter().enumerate() {
+        let w = if *which == 0 { &mut a } else { &mut b };
+        w.complete(&store, Some(addr), Some(addr), MS, Outcome::Success, now);
+        if i % 5 == 0 {
+            let other = if *which == 0 { &mut b } else { &mut a };
+            other.balancer.tick(&store, &mut other.metrics, now);
+        }
+    }
+    a.balancer.tick(&store, &mut a.metrics, now);
+    b.balancer.tick(&store, &mut b.metrics, now);
+    for addr in ["10.0.0.1:80", "10.0.0.2:80"] {
+        assert_eq!(a.pending(addr), 0, "{addr}");
+        assert_eq!(b.pending(addr), 0, "{addr}");
+    }
+}
+
+#[test]
+fn shared_data_stays_bounded_while_endpoints_churn() {
+    let store = MemoryStore::default();
+    let config = Config {
+        max_endpoints: 16,
+        endpoint_ttl: SEC,
+        ..Config::default()
+    };
+    let mut w = Worker::new(config, 4);
+    let mut now = 0;
+    let mut peak = 0;
+    for i in 0..10_000u32 {
+        let addr = format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255);
+        w.complete(&store, None, Some(&addr), MS, Outcome::Success, now);
+        now += 10 * MS;
+        if i % 10 == 0 {
+            w.balancer.tick(&store, &mut w.metrics, now);
+        }
+        peak = peak.max(store.bytes());
+    }
+    // 16 record slots + 1 index: never more keys, whatever churned through.
+    assert!(store.len() <= 17, "{} keys", store.len());
+    assert!(peak <= 16 * (127 + 24) + 16 * 70 + 64, "peak {peak} bytes");
+    assert!(w.known().len() <= 16);
+}
+
+#[test]
+fn endpoints_not_seen_for_the_ttl_expire() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 8);
+    w.complete(&store, None, Some("10.0.0.1:80"), MS, Outcome::Success, 0);
+    w.complete(&store, None, Some("10.0.0.2:80"), MS, Outcome::Success, 30 * SEC);
+    w.balancer.tick(&store, &mut w.metrics, 61 * SEC);
+    assert_eq!(w.known(), vec!["10.0.0.2:80"]);
+}
+
+#[test]
+fn clock_jumping_back_or_an_hour_ahead_breaks_nothing() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 10);
+    let mut cluster = three(40 * MS);
+    let mut now = 3600 * SEC;
+    run(&mut w, &store, &mut cluster, 500, 5 * MS, &mut now);
+    now -= 1800 * SEC;
+    let counts = run(&mut w, &store, &mut cluster, 500, 5 * MS, &mut now);
+    assert!(counts.get("10.0.0.3:80").copied().unwrap_or(0) <= 25, "{counts:?}");
+    now += 3600 * SEC;
+    let counts = run(&mut w, &store, &mut cluster, 500, 5 * MS, &mut now);
+    assert_eq!(counts.values().sum::<usize>(), 500);
+}
+
+#[test]
+fn metrics_count_every_request_and_failure_after_a_tick() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 12);
+    let mut cluster = three(MS);
+    cluster.endpoints[2].2 = true;
+    let mut now = SEC;
+    let counts = run(&mut w, &store, &mut cluster, 500, 5 * MS, &mut now);
+    w.balancer.tick(&store, &mut w.metrics, now);
+    for (addr, n) in &counts {
+        let requests = format!("cluster=.=greeter;.;endpoint=.={addr};.;ewma_balancer_requests_total");
+        assert_eq!(w.metrics.value(&requests), *n as u64, "{addr}");
+    }
+    let failures = "cluster=.=greeter;.;endpoint=.=10.0.0.3:80;.;ewma_balancer_failures_total";
+    assert_eq!(w.metrics.value(failures), counts["10.0.0.3:80"] as u64);
+    let latency = "cluster=.=greeter;.;endpoint=.=10.0.0.1:80;.;ewma_balancer_latency_us";
+    assert_eq!(w.metrics.samples[latency].len(), counts["10.0.0.1:80"]);
+    assert!(w.metrics.samples[latency].iter().all(|&us| us == 1_000));
+}
