@@ -9,7 +9,9 @@
 //!   unflushed pending counts, expires endpoints not seen for `endpointTtl`, and flushes
 //!   counters and gauges to metrics.
 
-use crate::cluster_view::{add_pending, read_record, update_index, update_record, ClusterView, EndpointView, UpdateError};
+use crate::cluster_view::{
+    add_pending, read_record, update_index, update_record, ClusterView, EndpointView, UpdateError,
+};
 use crate::config::Config;
 use crate::cost::cost;
 use crate::metrics::{EndpointMetricIds, Metrics};
@@ -97,8 +99,18 @@ impl Balancer {
     }
 
     /// Chooses the endpoint for a new request to `cluster`.
-    pub fn pick(&mut self, store: &dyn SharedStore, metrics: &mut dyn Metrics, cluster: &str, now: Nanos) -> Decision {
-        let (decay, failure_decay, penalty) = (self.decay_ns, self.failure_decay_ns, self.failure_penalty_ns);
+    pub fn pick(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &mut dyn Metrics,
+        cluster: &str,
+        now: Nanos,
+    ) -> Decision {
+        let (decay, failure_decay, penalty) = (
+            self.decay_ns,
+            self.failure_decay_ns,
+            self.failure_penalty_ns,
+        );
         let explore_ratio = self.config.explore_ratio;
         let Some(view) = view_mut(&mut self.clusters, &self.prefix, store, metrics, cluster) else {
             return Decision::Fallback(FallbackReason::TooManyClusters);
@@ -120,7 +132,7 @@ impl Balancer {
         let (ca, cb) = (cost_of(&view.endpoints[a]), cost_of(&view.endpoints[b]));
         let chosen = cheaper((a, ca), (b, cb));
         log::debug!(
-            "ewma-balancer pick cluster={} candidates=[{} cost={:.3}ms, {} cost={:.3}ms] chosen={}",
+            "pick cluster={} candidates=[{} cost={:.3}ms, {} cost={:.3}ms] chosen={}",
             view.name,
             view.endpoints[a].record.addr,
             ca / 1e6,
@@ -135,7 +147,12 @@ impl Balancer {
     }
 
     /// Records what happened to a request.
-    pub fn complete(&mut self, store: &dyn SharedStore, metrics: &mut dyn Metrics, c: &Completion<'_>) -> CompletionEffect {
+    pub fn complete(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &mut dyn Metrics,
+        c: &Completion<'_>,
+    ) -> CompletionEffect {
         let mut effect = CompletionEffect::default();
         let (decay, failure_decay) = (self.decay_ns, self.failure_decay_ns);
         let default_rtt = self.config.default_rtt as f64;
@@ -155,7 +172,10 @@ impl Balancer {
         if let (Some(chosen), Some(actual)) = (c.chosen, c.actual) {
             if chosen != actual {
                 forget(store, metrics, view, chosen);
-                log::info!("ewma-balancer: endpoint {chosen} left cluster {} (Envoy used {actual}); forgotten", view.name);
+                log::info!(
+                    "endpoint {chosen} left cluster {} (Envoy used {actual}); forgotten",
+                    view.name
+                );
                 effect.forgot = Some(chosen.into());
             }
         }
@@ -193,8 +213,18 @@ impl Balancer {
         };
         if !updated {
             let initial = if c.latency > 0 { latency } else { default_rtt };
-            if learn(store, metrics, view, &prefix, target, initial, now, max_endpoints, &apply) {
-                log::info!("ewma-balancer: learned endpoint {target} in cluster {}", view.name);
+            if learn(
+                store,
+                metrics,
+                view,
+                &prefix,
+                target,
+                initial,
+                now,
+                max_endpoints,
+                &apply,
+            ) {
+                log::info!("learned endpoint {target} in cluster {}", view.name);
                 effect.learned = Some(target.into());
             }
         }
@@ -221,7 +251,11 @@ impl Balancer {
                 .map(|e| e.record.addr.clone())
                 .collect();
             for addr in expired {
-                log::info!("ewma-balancer: endpoint {addr} in cluster {} not seen for {}s; expired", view.name, ttl / 1_000_000_000);
+                log::info!(
+                    "endpoint {addr} in cluster {} not seen for {}s; expired",
+                    view.name,
+                    ttl / 1_000_000_000
+                );
                 forget(store, metrics, view, &addr);
             }
             for e in &mut view.endpoints {
@@ -261,7 +295,10 @@ fn flush_endpoint_metrics(metrics: &mut dyn Metrics, e: &mut EndpointView, now: 
     }
     e.unflushed_requests = 0;
     e.unflushed_failures = 0;
-    let gauges = ((e.record.latency.estimate_at(now, decay) / 1_000.0) as u64, u64::from(e.pending()));
+    let gauges = (
+        (e.record.latency.estimate_at(now, decay) / 1_000.0) as u64,
+        u64::from(e.pending()),
+    );
     if e.last_gauges != Some(gauges) {
         if let Some(id) = ids.ewma {
             metrics.record(id, gauges.0);
@@ -277,7 +314,8 @@ fn flush_endpoint_metrics(metrics: &mut dyn Metrics, e: &mut EndpointView, now: 
 /// and from this worker's view.
 fn forget(store: &dyn SharedStore, metrics: &mut dyn Metrics, view: &mut ClusterView, addr: &str) {
     let removed = update_index(store, &view.index_key, &mut |ix| ix.remove(addr));
-    if let (Ok((Some(_), _)), Some(e)) = (removed, view.position(addr).map(|i| &view.endpoints[i])) {
+    if let (Ok((Some(_), _)), Some(e)) = (removed, view.position(addr).map(|i| &view.endpoints[i]))
+    {
         if let Some((bytes, cas)) = store.get(&e.key) {
             if EndpointRecord::decode(&bytes).is_ok_and(|r| r.addr == addr) {
                 let _ = store.set(&e.key, &[], cas);
@@ -286,7 +324,10 @@ fn forget(store: &dyn SharedStore, metrics: &mut dyn Metrics, view: &mut Cluster
     }
     if let Some(e) = view.remove(addr) {
         // Zero the gauges so a forgotten endpoint does not look busy forever.
-        for id in [e.metric_ids.ewma, e.metric_ids.pending].into_iter().flatten() {
+        for id in [e.metric_ids.ewma, e.metric_ids.pending]
+            .into_iter()
+            .flatten()
+        {
             metrics.record(id, 0);
         }
     }

@@ -74,7 +74,9 @@ pub fn update_index<R>(
 /// Reads and decodes the record of `addr` under `key`.
 pub fn read_record(store: &dyn SharedStore, key: &str, addr: &str) -> Option<EndpointRecord> {
     let (bytes, _) = store.get(key)?;
-    EndpointRecord::decode(&bytes).ok().filter(|r| r.addr == addr)
+    EndpointRecord::decode(&bytes)
+        .ok()
+        .filter(|r| r.addr == addr)
 }
 
 /// One endpoint as this worker sees it.
@@ -96,7 +98,8 @@ pub struct EndpointView {
 impl EndpointView {
     /// Pending as this worker knows it: the shared count plus its own unflushed changes.
     pub fn pending(&self) -> u32 {
-        (i64::from(self.record.pending) + self.unflushed_pending).clamp(0, i64::from(u32::MAX)) as u32
+        (i64::from(self.record.pending) + self.unflushed_pending).clamp(0, i64::from(u32::MAX))
+            as u32
     }
 
     pub fn load_at(&self, now: Nanos, decay_ns: f64, failure_decay_ns: f64) -> Load {
@@ -123,7 +126,10 @@ impl DecisionCounters {
             ["override", "explore", "too_few"]
                 .map(|d| metrics.define(MetricKind::Counter, &decision_metric_name(cluster, d)))
         });
-        for (id, count) in ids.into_iter().zip([&mut self.overrides, &mut self.explores, &mut self.too_few]) {
+        for (id, count) in
+            ids.into_iter()
+                .zip([&mut self.overrides, &mut self.explores, &mut self.too_few])
+        {
             if let (Some(id), 1..) = (id, *count) {
                 metrics.increment(id, *count);
             }
@@ -169,7 +175,8 @@ impl ClusterView {
     }
 
     pub fn push(&mut self, endpoint: EndpointView) {
-        self.by_addr.insert(endpoint.record.addr.clone(), self.endpoints.len());
+        self.by_addr
+            .insert(endpoint.record.addr.clone(), self.endpoints.len());
         self.endpoints.push(endpoint);
     }
 
@@ -204,7 +211,10 @@ impl ClusterView {
             let record = match &kept {
                 Some(e) if e.unflushed_pending != 0 => {
                     let delta = e.unflushed_pending;
-                    update_record(store, &key, addr, &|r| r.pending = add_pending(r.pending, delta)).ok()
+                    update_record(store, &key, addr, &|r| {
+                        r.pending = add_pending(r.pending, delta)
+                    })
+                    .ok()
                 }
                 _ => read_record(store, &key, addr),
             };

@@ -117,10 +117,7 @@ impl Config {
         let Value::Object(map) = value else {
             return Err(ConfigError {
                 field: String::new(),
-                message: format!(
-                    "expected a JSON object, got {}",
-                    json_type(&value)
-                ),
+                message: format!("expected a JSON object, got {}", json_type(&value)),
             });
         };
         Self::from_map(&map)
@@ -144,7 +141,12 @@ impl Config {
             explore_ratio: f.ratio("exploreRatio", d.explore_ratio, 0.0, 0.5)?,
             endpoint_ttl: f.duration("endpointTtl", d.endpoint_ttl, SEC, 24 * 3600 * SEC)?,
             max_endpoints: f.integer("maxEndpoints", d.max_endpoints.into(), 2, 65_535)? as u16,
-            refresh_interval: f.duration("refreshInterval", d.refresh_interval, 10 * MS, 60 * SEC)?,
+            refresh_interval: f.duration(
+                "refreshInterval",
+                d.refresh_interval,
+                10 * MS,
+                60 * SEC,
+            )?,
             balance_all_http: f.boolean("balanceAllHttp", d.balance_all_http)?,
             failure_grpc_codes: f.grpc_codes("failureGrpcCodes", d.failure_grpc_codes)?,
         })
@@ -173,7 +175,13 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 impl Fields<'_> {
-    fn duration(&self, name: &str, default: Nanos, min: Nanos, max: Nanos) -> Result<Nanos, ConfigError> {
+    fn duration(
+        &self,
+        name: &str,
+        default: Nanos,
+        min: Nanos,
+        max: Nanos,
+    ) -> Result<Nanos, ConfigError> {
         let Some(v) = self.0.get(name) else {
             return Ok(default);
         };
@@ -183,7 +191,14 @@ impl Fields<'_> {
             format_duration(max)
         );
         let Value::String(text) = v else {
-            return Err(err(name, format!("expected {range} (like \"{}\"), got {}", format_duration(default), json_type(v))));
+            return Err(err(
+                name,
+                format!(
+                    "expected {range} (like \"{}\"), got {}",
+                    format_duration(default),
+                    json_type(v)
+                ),
+            ));
         };
         match parse_duration(text) {
             Ok(ns) if (min..=max).contains(&ns) => Ok(ns),
@@ -198,7 +213,10 @@ impl Fields<'_> {
         };
         match v.as_f64() {
             Some(x) if (min..=max).contains(&x) => Ok(x),
-            _ => Err(err(name, format!("expected a number between {min} and {max}, got {v}"))),
+            _ => Err(err(
+                name,
+                format!("expected a number between {min} and {max}, got {v}"),
+            )),
         }
     }
 
@@ -208,7 +226,10 @@ impl Fields<'_> {
         };
         match v.as_u64() {
             Some(x) if (min..=max).contains(&x) => Ok(x),
-            _ => Err(err(name, format!("expected an integer between {min} and {max}, got {v}"))),
+            _ => Err(err(
+                name,
+                format!("expected an integer between {min} and {max}, got {v}"),
+            )),
         }
     }
 
@@ -229,9 +250,9 @@ impl Fields<'_> {
             Value::String(s)
                 if !s.is_empty()
                     && s.len() <= 100
-                    && s
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') =>
+                    && s.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    }) =>
             {
                 Ok(s.clone())
             }
@@ -243,14 +264,17 @@ impl Fields<'_> {
         let Some(v) = self.0.get(name) else {
             return Ok(default);
         };
-        let expected = "expected an array of distinct gRPC status codes between 1 and 16 (at most 16 entries)";
+        let expected =
+            "expected an array of distinct gRPC status codes between 1 and 16 (at most 16 entries)";
         let Value::Array(items) = v else {
             return Err(err(name, format!("{expected}, got {v}")));
         };
         let mut codes = Vec::with_capacity(items.len());
         for item in items {
             match item.as_u64() {
-                Some(c @ 1..=16) if !codes.contains(&(c as u32)) && codes.len() < 16 => codes.push(c as u32),
+                Some(c @ 1..=16) if !codes.contains(&(c as u32)) && codes.len() < 16 => {
+                    codes.push(c as u32)
+                }
                 _ => return Err(err(name, format!("{expected}, got {v}"))),
             }
         }
@@ -332,7 +356,11 @@ mod tests {
     #[test]
     fn each_invalid_config_is_rejected_with_its_exact_message() {
         for (input, expected) in INVALID {
-            assert_eq!(parse(input).err().as_deref(), Some(*expected), "input {input}");
+            assert_eq!(
+                parse(input).err().as_deref(),
+                Some(*expected),
+                "input {input}"
+            );
         }
     }
 

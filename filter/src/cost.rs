@@ -74,7 +74,17 @@ mod tests {
     fn non_finite_or_negative_inputs_cost_the_most() {
         for bad in [f64::NAN, f64::INFINITY, -1.0] {
             assert_eq!(cost(load(bad, 0, 0.0), PENALTY), f64::MAX);
-            assert_eq!(cost(Load { latency_ns: MS, pending: 0, failure: bad }, PENALTY), f64::MAX);
+            assert_eq!(
+                cost(
+                    Load {
+                        latency_ns: MS,
+                        pending: 0,
+                        failure: bad
+                    },
+                    PENALTY
+                ),
+                f64::MAX
+            );
         }
         assert_eq!(cost(load(1.0, 0, 0.0), f64::NAN), f64::MAX);
     }

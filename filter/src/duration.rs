@@ -67,7 +67,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_a_reason() {
-        for bad in ["", "ms", "10", "-5s", "1.2.3s", "10 s", "10sec", "1e3s", "NaNs", "infs"] {
+        for bad in [
+            "", "ms", "10", "-5s", "1.2.3s", "10 s", "10sec", "1e3s", "NaNs", "infs",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse_duration("99999999999999999999h").is_err());

@@ -21,7 +21,10 @@ pub struct ClusterIndex {
 
 impl ClusterIndex {
     pub fn slot_of(&self, addr: &str) -> Option<u16> {
-        self.entries.iter().find(|(_, a)| a == addr).map(|(s, _)| *s)
+        self.entries
+            .iter()
+            .find(|(_, a)| a == addr)
+            .map(|(s, _)| *s)
     }
 
     /// Adds `addr` in the lowest free slot below `max`; returns the slot, or `None` when
@@ -84,7 +87,10 @@ impl ClusterIndex {
         if !r.0.is_empty() {
             return Err(CodecError::TrailingBytes);
         }
-        Ok(Self { generation, entries })
+        Ok(Self {
+            generation,
+            entries,
+        })
     }
 }
 

@@ -33,12 +33,19 @@ pub const DECISIONS: &str = "ewma_balancer_decisions_total";
 
 /// The metric name carrying `cluster` and `endpoint` tags.
 pub fn endpoint_metric_name(metric: &str, cluster: &str, endpoint: &str) -> String {
-    format!("cluster=.={};.;endpoint=.={};.;{metric}", tag_value(cluster), tag_value(endpoint))
+    format!(
+        "cluster=.={};.;endpoint=.={};.;{metric}",
+        tag_value(cluster),
+        tag_value(endpoint)
+    )
 }
 
 /// The metric name carrying `cluster` and `decision` tags.
 pub fn decision_metric_name(cluster: &str, decision: &str) -> String {
-    format!("cluster=.={};.;decision=.={decision};.;{DECISIONS}", tag_value(cluster))
+    format!(
+        "cluster=.={};.;decision=.={decision};.;{DECISIONS}",
+        tag_value(cluster)
+    )
 }
 
 /// Tag values end at `;.;`; a value must not contain `;` or the extraction would cut it
@@ -46,7 +53,13 @@ pub fn decision_metric_name(cluster: &str, decision: &str) -> String {
 fn tag_value(value: &str) -> String {
     value
         .chars()
-        .map(|c| if c == ';' || c.is_whitespace() || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == ';' || c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -62,7 +75,8 @@ pub struct EndpointMetricIds {
 
 impl EndpointMetricIds {
     pub fn define(metrics: &mut dyn Metrics, cluster: &str, endpoint: &str) -> Self {
-        let mut def = |kind, metric| metrics.define(kind, &endpoint_metric_name(metric, cluster, endpoint));
+        let mut def =
+            |kind, metric| metrics.define(kind, &endpoint_metric_name(metric, cluster, endpoint));
         Self {
             requests: def(MetricKind::Counter, REQUESTS),
             failures: def(MetricKind::Counter, FAILURES),

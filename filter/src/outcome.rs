@@ -81,7 +81,11 @@ mod tests {
     #[test]
     fn unavailable_resource_exhausted_and_internal_are_endpoint_failures() {
         for code in CODES {
-            assert_eq!(grpc(Some(200), Some(code)), Outcome::EndpointFailure, "{code}");
+            assert_eq!(
+                grpc(Some(200), Some(code)),
+                Outcome::EndpointFailure,
+                "{code}"
+            );
         }
     }
 

@@ -66,7 +66,10 @@ mod tests {
             hits[b] += 1;
         }
         // each index is in 2/5 of the pairs: 20,000 ± 3 %
-        assert!(hits.iter().all(|&h| (19_400..20_600).contains(&h)), "{hits:?}");
+        assert!(
+            hits.iter().all(|&h| (19_400..20_600).contains(&h)),
+            "{hits:?}"
+        );
     }
 
     #[test]
@@ -76,7 +79,10 @@ mod tests {
         for _ in 0..30_000 {
             first[pick_two(3, &mut r).map_or(0, |p| p.0)] += 1;
         }
-        assert!(first.iter().all(|&h| (9_500..10_500).contains(&h)), "{first:?}");
+        assert!(
+            first.iter().all(|&h| (9_500..10_500).contains(&h)),
+            "{first:?}"
+        );
     }
 
     #[test]

@@ -206,8 +206,16 @@ mod tests {
         for (i, s) in samples.iter().enumerate().skip(1) {
             idle.observe(s * MS, i as Nanos * SEC, DECAY);
             busy.observe(s * MS, 0, DECAY);
-            assert!(idle.raw_ns() >= 0.0 && idle.raw_ns() <= 9.0 * MS, "{}", idle.raw_ns());
-            assert!(busy.raw_ns() >= 1.0 * MS && busy.raw_ns() <= 9.0 * MS, "{}", busy.raw_ns());
+            assert!(
+                idle.raw_ns() >= 0.0 && idle.raw_ns() <= 9.0 * MS,
+                "{}",
+                idle.raw_ns()
+            );
+            assert!(
+                busy.raw_ns() >= 1.0 * MS && busy.raw_ns() <= 9.0 * MS,
+                "{}",
+                busy.raw_ns()
+            );
         }
     }
 }

@@ -176,12 +176,18 @@ mod tests {
     fn wrong_magic_version_and_trailing_bytes_are_rejected() {
         let mut bytes = sample().encode();
         bytes[1] = 9;
-        assert_eq!(EndpointRecord::decode(&bytes), Err(CodecError::UnsupportedVersion(9)));
+        assert_eq!(
+            EndpointRecord::decode(&bytes),
+            Err(CodecError::UnsupportedVersion(9))
+        );
         bytes[0] = b'X';
         assert_eq!(EndpointRecord::decode(&bytes), Err(CodecError::BadMagic));
         let mut bytes = sample().encode();
         bytes.push(0);
-        assert_eq!(EndpointRecord::decode(&bytes), Err(CodecError::TrailingBytes));
+        assert_eq!(
+            EndpointRecord::decode(&bytes),
+            Err(CodecError::TrailingBytes)
+        );
     }
 
     #[test]

@@ -71,7 +71,15 @@ impl Worker {
         self.balancer.pick(store, &mut self.metrics, CLUSTER, now)
     }
 
-    fn complete(&mut self, store: &dyn SharedStore, chosen: Option<&str>, actual: Option<&str>, latency: Nanos, outcome: Outcome, now: Nanos) {
+    fn complete(
+        &mut self,
+        store: &dyn SharedStore,
+        chosen: Option<&str>,
+        actual: Option<&str>,
+        latency: Nanos,
+        outcome: Outcome,
+        now: Nanos,
+    ) {
         self.balancer.complete(
             store,
             &mut self.metrics,
@@ -117,7 +125,10 @@ impl Cluster {
             Decision::Override(a) => Some(a.clone()),
             Decision::Fallback(_) => None,
         };
-        let named = chosen.as_deref().and_then(|c| self.endpoints.iter().find(|e| e.0 == c)).copied();
+        let named = chosen
+            .as_deref()
+            .and_then(|c| self.endpoints.iter().find(|e| e.0 == c))
+            .copied();
         let (addr, latency, fails) = named.unwrap_or_else(|| {
             self.rr += 1;
             self.endpoints[self.rr % self.endpoints.len()]
@@ -127,14 +138,32 @@ impl Cluster {
 }
 
 /// Sends `n` sequential requests, one every `gap`, starting at `*now`; returns per-endpoint counts.
-fn run(worker: &mut Worker, store: &MemoryStore, cluster: &mut Cluster, n: usize, gap: Nanos, now: &mut Nanos) -> BTreeMap<&'static str, usize> {
+fn run(
+    worker: &mut Worker,
+    store: &MemoryStore,
+    cluster: &mut Cluster,
+    n: usize,
+    gap: Nanos,
+    now: &mut Nanos,
+) -> BTreeMap<&'static str, usize> {
     let mut counts = BTreeMap::new();
     for i in 0..n {
         let decision = worker.pick(store, *now);
         let (chosen, actual, latency, fails) = cluster.route(&decision);
         *counts.entry(actual).or_default() += 1;
-        let outcome = if fails { Outcome::EndpointFailure } else { Outcome::Success };
-        worker.complete(store, chosen.as_deref(), Some(actual), latency, outcome, *now + latency);
+        let outcome = if fails {
+            Outcome::EndpointFailure
+        } else {
+            Outcome::Success
+        };
+        worker.complete(
+            store,
+            chosen.as_deref(),
+            Some(actual),
+            latency,
+            outcome,
+            *now + latency,
+        );
         *now += gap;
         if i % 25 == 0 {
             worker.balancer.tick(store, &mut worker.metrics, *now);
@@ -145,7 +174,11 @@ fn run(worker: &mut Worker, store: &MemoryStore, cluster: &mut Cluster, n: usize
 
 fn three(slow: Nanos) -> Cluster {
     Cluster {
-        endpoints: vec![("10.0.0.1:80", MS, false), ("10.0.0.2:80", MS, false), ("10.0.0.3:80", slow, false)],
+        endpoints: vec![
+            ("10.0.0.1:80", MS, false),
+            ("10.0.0.2:80", MS, false),
+            ("10.0.0.3:80", slow, false),
+        ],
         rr: 0,
     }
 }
@@ -154,11 +187,28 @@ fn three(slow: Nanos) -> Cluster {
 fn knowing_no_endpoint_lets_the_fallback_choose() {
     let store = MemoryStore::default();
     let mut w = Worker::new(Config::default(), 1);
-    assert_eq!(w.pick(&store, 0), Decision::Fallback(FallbackReason::TooFewEndpoints));
+    assert_eq!(
+        w.pick(&store, 0),
+        Decision::Fallback(FallbackReason::TooFewEndpoints)
+    );
     w.complete(&store, None, Some("10.0.0.1:80"), MS, Outcome::Success, MS);
-    assert_eq!(w.pick(&store, 2 * MS), Decision::Fallback(FallbackReason::TooFewEndpoints), "one is not enough for two choices");
-    w.complete(&store, None, Some("10.0.0.2:80"), MS, Outcome::Success, 3 * MS);
-    assert!(matches!(w.pick(&store, 4 * MS), Decision::Override(_) | Decision::Fallback(FallbackReason::Exploring)));
+    assert_eq!(
+        w.pick(&store, 2 * MS),
+        Decision::Fallback(FallbackReason::TooFewEndpoints),
+        "one is not enough for two choices"
+    );
+    w.complete(
+        &store,
+        None,
+        Some("10.0.0.2:80"),
+        MS,
+        Outcome::Success,
+        3 * MS,
+    );
+    assert!(matches!(
+        w.pick(&store, 4 * MS),
+        Decision::Override(_) | Decision::Fallback(FallbackReason::Exploring)
+    ));
     assert_eq!(w.known(), vec!["10.0.0.1:80", "10.0.0.2:80"]);
 }
 
@@ -185,7 +235,10 @@ fn slow_endpoint_is_probed_again_once_it_recovers() {
     now += 40 * SEC; // idle decay brings its estimate down
     let counts = run(&mut w, &store, &mut cluster, 3_000, 5 * MS, &mut now);
     let recovered = counts.get("10.0.0.3:80").copied().unwrap_or(0);
-    assert!(recovered >= 600, "recovered endpoint got only {recovered} of 3000: {counts:?}");
+    assert!(
+        recovered >= 600,
+        "recovered endpoint got only {recovered} of 3000: {counts:?}"
+    );
 }
 
 #[test]
@@ -198,17 +251,30 @@ fn fast_failing_endpoint_is_avoided() {
     run(&mut w, &store, &mut cluster, 300, 5 * MS, &mut now);
     let counts = run(&mut w, &store, &mut cluster, 3_000, 5 * MS, &mut now);
     let failing = counts.get("10.0.0.3:80").copied().unwrap_or(0);
-    assert!(failing <= 60, "fast-failing endpoint got {failing} of 3000: {counts:?}");
+    assert!(
+        failing <= 60,
+        "fast-failing endpoint got {failing} of 3000: {counts:?}"
+    );
 }
 
 #[test]
 fn endpoint_that_left_is_forgotten_on_the_first_mismatch() {
     let store = MemoryStore::default();
     let mut w = Worker::new(Config::default(), 5);
-    for (i, a) in ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"].into_iter().enumerate() {
+    for (i, a) in ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]
+        .into_iter()
+        .enumerate()
+    {
         w.complete(&store, None, Some(a), MS, Outcome::Success, i as Nanos * MS);
     }
-    w.complete(&store, Some("10.0.0.3:80"), Some("10.0.0.1:80"), MS, Outcome::Success, 10 * MS);
+    w.complete(
+        &store,
+        Some("10.0.0.3:80"),
+        Some("10.0.0.1:80"),
+        MS,
+        Outcome::Success,
+        10 * MS,
+    );
     assert_eq!(w.known(), vec!["10.0.0.1:80", "10.0.0.2:80"]);
     // and another worker sees it gone at its next tick
     let mut other = Worker::new(Config::default(), 6);
@@ -296,7 +362,14 @@ fn endpoints_not_seen_for_the_ttl_expire() {
     let store = MemoryStore::default();
     let mut w = Worker::new(Config::default(), 8);
     w.complete(&store, None, Some("10.0.0.1:80"), MS, Outcome::Success, 0);
-    w.complete(&store, None, Some("10.0.0.2:80"), MS, Outcome::Success, 30 * SEC);
+    w.complete(
+        &store,
+        None,
+        Some("10.0.0.2:80"),
+        MS,
+        Outcome::Success,
+        30 * SEC,
+    );
     w.balancer.tick(&store, &mut w.metrics, 61 * SEC);
     assert_eq!(w.known(), vec!["10.0.0.2:80"]);
 }
@@ -310,7 +383,10 @@ fn clock_jumping_back_or_an_hour_ahead_breaks_nothing() {
     run(&mut w, &store, &mut cluster, 500, 5 * MS, &mut now);
     now -= 1800 * SEC;
     let counts = run(&mut w, &store, &mut cluster, 500, 5 * MS, &mut now);
-    assert!(counts.get("10.0.0.3:80").copied().unwrap_or(0) <= 25, "{counts:?}");
+    assert!(
+        counts.get("10.0.0.3:80").copied().unwrap_or(0) <= 25,
+        "{counts:?}"
+    );
     now += 3600 * SEC;
     let counts = run(&mut w, &store, &mut cluster, 500, 5 * MS, &mut now);
     assert_eq!(counts.values().sum::<usize>(), 500);
@@ -326,7 +402,8 @@ fn metrics_count_every_request_and_failure_after_a_tick() {
     let counts = run(&mut w, &store, &mut cluster, 500, 5 * MS, &mut now);
     w.balancer.tick(&store, &mut w.metrics, now);
     for (addr, n) in &counts {
-        let requests = format!("cluster=.=greeter;.;endpoint=.={addr};.;ewma_balancer_requests_total");
+        let requests =
+            format!("cluster=.=greeter;.;endpoint=.={addr};.;ewma_balancer_requests_total");
         assert_eq!(w.metrics.value(&requests), *n as u64, "{addr}");
     }
     let failures = "cluster=.=greeter;.;endpoint=.=10.0.0.3:80;.;ewma_balancer_failures_total";

@@ -74,7 +74,9 @@ pub fn property_int(path: &[&str]) -> Option<i64> {
 
 /// A request header as raw bytes (no UTF-8 requirement: a hostile client can send any).
 pub fn request_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok().flatten()
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
 }
 
 /// Sets (or with `None` removes) a request header; failures are ignored.

@@ -1,7 +1,9 @@
 //! One HTTP request: strip any client-supplied override header, pick, time the response,
 //! report the outcome.
 
-use super::adapters::{now, property_int, property_text, request_header, set_request_header, HostMetrics, HostStore};
+use super::adapters::{
+    now, property_int, property_text, request_header, set_request_header, HostMetrics, HostStore,
+};
 use super::root::Worker;
 use crate::balancer::{Completion, Decision};
 use crate::outcome::{Outcome, ResponseFacts};
@@ -27,7 +29,10 @@ struct Tracked {
 
 impl Request {
     pub fn new(worker: Rc<RefCell<Worker>>) -> Self {
-        Self { worker, tracked: None }
+        Self {
+            worker,
+            tracked: None,
+        }
     }
 }
 
@@ -55,7 +60,10 @@ impl HttpContext for Request {
             return Action::Continue;
         };
         let started = now();
-        let chosen = match w.balancer.pick(&HostStore, &mut HostMetrics, &cluster, started) {
+        let chosen = match w
+            .balancer
+            .pick(&HostStore, &mut HostMetrics, &cluster, started)
+        {
             Decision::Override(addr) => {
                 set_request_header(&w.header, Some(&addr));
                 Some(addr)
@@ -84,13 +92,21 @@ impl HttpContext for Request {
 
     fn on_log(&mut self) {
         let Some(t) = self.tracked.take() else { return };
-        let Ok(mut w) = self.worker.try_borrow_mut() else { return };
+        let Ok(mut w) = self.worker.try_borrow_mut() else {
+            return;
+        };
         let finished = now();
-        let latency = t.first_response.unwrap_or(finished).saturating_sub(t.started);
+        let latency = t
+            .first_response
+            .unwrap_or(finished)
+            .saturating_sub(t.started);
         let actual = property_text(&["upstream", "address"]);
         let facts = ResponseFacts {
-            http_status: property_int(&["response", "code"]).and_then(|c| u32::try_from(c).ok()).filter(|c| *c > 0),
-            grpc_status: property_int(&["response", "grpc_status"]).and_then(|c| u32::try_from(c).ok()),
+            http_status: property_int(&["response", "code"])
+                .and_then(|c| u32::try_from(c).ok())
+                .filter(|c| *c > 0),
+            grpc_status: property_int(&["response", "grpc_status"])
+                .and_then(|c| u32::try_from(c).ok()),
             grpc: t.grpc,
         };
         let outcome = Outcome::judge(facts, &w.balancer.config().failure_grpc_codes);

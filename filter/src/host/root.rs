@@ -50,14 +50,14 @@ impl RootContext for Root {
         let config = match Config::parse(bytes.as_deref()) {
             Ok(config) => config,
             Err(e) => {
-                log::error!("ewma-balancer: {e}");
+                log::error!("{e}");
                 return false;
             }
         };
         let prefix = property_text(&["plugin_name"]).unwrap_or_else(|| DEFAULT_PREFIX.into());
         let refresh = Duration::from_nanos(config.refresh_interval);
         log::info!(
-            "ewma-balancer configured: plugin={prefix} header={} decay={} defaultRtt={} failurePenalty={} failureDecay={} exploreRatio={} refreshInterval={}",
+            "configured: plugin={prefix} header={} decay={} defaultRtt={} failurePenalty={} failureDecay={} exploreRatio={} refreshInterval={}",
             config.override_header,
             format_duration(config.decay),
             format_duration(config.default_rtt),

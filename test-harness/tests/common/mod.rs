@@ -1,0 +1,80 @@
+//! Scenario helpers shared by the end-to-end tests against a real Envoy.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use test_harness::load::{run_load, LoadSpec, DEFAULT_TARGET};
+use test_harness::report::LoadReport;
+use test_harness::support::{
+    repo_root, EnvoyOptions, EnvoyProcess, Greeter, GreeterProcess, BACKEND_PORTS,
+};
+
+pub const GREETER_SERVER: &str = env!("CARGO_BIN_EXE_greeter-server");
+pub const SLOW: &str = "127.0.0.1:50053";
+pub const OVERRIDE_HEADER: &str = "x-ewma-balancer-host";
+
+/// The built filter; the e2e tests need it (`make wasm` builds it).
+pub fn wasm_path() -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip1/release/ewma_balancer.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `make wasm` \
+         (cargo build --release --target wasm32-wasip1 -p ewma-balancer)",
+        path.display()
+    );
+    path
+}
+
+pub fn static_config(name: &str) -> PathBuf {
+    repo_root().join("envoy-configs/static").join(name)
+}
+
+/// Three greeters on 50051-50053; the third answers `slow_by` later than the others.
+pub fn three_greeters(slow_by: Duration) -> Vec<GreeterProcess> {
+    BACKEND_PORTS
+        .iter()
+        .map(|&port| {
+            let g = Greeter::on(port);
+            let g = if port == 50053 && !slow_by.is_zero() {
+                g.delay(slow_by)
+            } else {
+                g
+            };
+            g.spawn(GREETER_SERVER).unwrap()
+        })
+        .collect()
+}
+
+/// Envoy with one of the static configs, named for the log file.
+pub fn envoy(config: &str, log_name: &str) -> EnvoyProcess {
+    if config.contains("ewma") {
+        wasm_path();
+    }
+    EnvoyProcess::start(
+        static_config(config),
+        EnvoyOptions::named(log_name).concurrency(2),
+    )
+    .unwrap()
+}
+
+/// `count` calls at `concurrency` over one HTTP/2 connection through Envoy.
+pub async fn calls(count: u64, concurrency: usize, headers: &[&str]) -> LoadReport {
+    let spec = LoadSpec {
+        count,
+        concurrency,
+        headers: headers.iter().map(|h| h.parse().unwrap()).collect(),
+        timeout: Duration::from_secs(10),
+        ..LoadSpec::new(DEFAULT_TARGET)
+    };
+    run_load(&spec).await.unwrap()
+}
+
+pub fn share(report: &LoadReport, backend: &str) -> f64 {
+    report.served_by(backend) as f64 / report.total().max(1) as f64
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
