@@ -43,7 +43,7 @@ pub fn format_duration(ns: Nanos) -> String {
         (1_000, "us"),
     ];
     for (scale, unit) in UNITS {
-        if ns >= scale && ns % scale == 0 {
+        if ns >= scale && ns.is_multiple_of(scale) {
             return format!("{}{unit}", ns / scale);
         }
     }

@@ -1,6 +1,6 @@
 //! Scenario helpers shared by the end-to-end tests against a real Envoy.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::time::Duration;
