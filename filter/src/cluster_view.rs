@@ -31,20 +31,35 @@ pub fn update_record(
     addr: &str,
     change: &dyn Fn(&mut EndpointRecord),
 ) -> Result<EndpointRecord, UpdateError> {
+    update_record_owned(store, key, addr.to_string(), change, &mut Vec::new()).map_err(|(e, _)| e)
+}
+
+/// [`update_record`] for the per-request path: takes the address by value and gives it
+/// back on failure, and encodes into `scratch`, so it allocates nothing of its own.
+pub fn update_record_owned(
+    store: &dyn SharedStore,
+    key: &str,
+    mut addr: String,
+    change: &dyn Fn(&mut EndpointRecord),
+    scratch: &mut Vec<u8>,
+) -> Result<EndpointRecord, (UpdateError, String)> {
     for _ in 0..CAS_RETRIES {
-        let (bytes, cas) = store.get(key).ok_or(UpdateError::Missing)?;
-        let mut record = EndpointRecord::decode(&bytes).map_err(|_| UpdateError::Missing)?;
-        if record.addr != addr {
-            return Err(UpdateError::Missing);
-        }
+        let Some((bytes, cas)) = store.get(key) else {
+            return Err((UpdateError::Missing, addr));
+        };
+        let mut record = match EndpointRecord::decode_owned(&bytes, addr) {
+            Ok(record) => record,
+            Err(_) => return Err((UpdateError::Missing, String::new())),
+        };
         change(&mut record);
-        match store.set(key, &record.encode(), cas) {
+        record.encode_into(scratch);
+        match store.set(key, scratch, cas) {
             Ok(()) => return Ok(record),
-            Err(StoreError::CasMismatch) => continue,
-            Err(StoreError::Failed) => return Err(UpdateError::Contended),
+            Err(StoreError::CasMismatch) => addr = record.addr,
+            Err(StoreError::Failed) => return Err((UpdateError::Contended, record.addr)),
         }
     }
-    Err(UpdateError::Contended)
+    Err((UpdateError::Contended, addr))
 }
 
 /// Reads the index (empty if absent or unreadable), lets `change` edit it and writes it

@@ -29,21 +29,22 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A gRPC status decides by itself (a response arrived; the host need not read the
+    /// HTTP code, one hostcall saved per request), unless the HTTP code is known to be 5xx.
     pub fn judge(facts: ResponseFacts, failure_grpc_codes: &[u32]) -> Self {
-        let Some(http) = facts.http_status else {
-            return Self::EndpointFailure;
-        };
-        if http >= 500 {
+        if facts.http_status.is_some_and(|h| h >= 500) {
             return Self::EndpointFailure;
         }
-        match facts.grpc_status {
-            Some(0) if http == 200 => Self::Success,
-            Some(code) if failure_grpc_codes.contains(&code) => Self::EndpointFailure,
-            Some(_) => Self::RequestError,
+        match (facts.grpc_status, facts.http_status) {
+            (Some(0), _) => Self::Success,
+            (Some(code), _) if failure_grpc_codes.contains(&code) => Self::EndpointFailure,
+            (Some(_), _) => Self::RequestError,
+            // No response at all: a reset or a connection failure.
+            (None, None) => Self::EndpointFailure,
             // A gRPC response without any status was cut short.
-            None if facts.grpc => Self::EndpointFailure,
-            None if (200..400).contains(&http) => Self::Success,
-            None => Self::RequestError,
+            (None, Some(_)) if facts.grpc => Self::EndpointFailure,
+            (None, Some(http)) if (200..400).contains(&http) => Self::Success,
+            (None, Some(_)) => Self::RequestError,
         }
     }
 
@@ -76,6 +77,11 @@ mod tests {
     #[test]
     fn ok_is_success() {
         assert_eq!(grpc(Some(200), Some(0)), Outcome::Success);
+        assert_eq!(
+            grpc(None, Some(0)),
+            Outcome::Success,
+            "the gRPC status alone decides"
+        );
     }
 
     #[test]

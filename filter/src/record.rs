@@ -55,9 +55,16 @@ impl EndpointRecord {
     }
 
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FIXED_LEN + self.addr.len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Encodes into `out` (cleared first), so a hot path can reuse one buffer.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.clear();
         let addr = self.addr.as_bytes();
         let addr = &addr[..addr.len().min(MAX_ADDR_LEN)];
-        let mut out = Vec::with_capacity(FIXED_LEN + addr.len());
         out.extend_from_slice(&[MAGIC, VERSION, addr.len() as u8]);
         out.extend_from_slice(addr);
         out.extend_from_slice(&self.latency.raw_ns().to_le_bytes());
@@ -68,10 +75,29 @@ impl EndpointRecord {
         out.extend_from_slice(&self.last_seen.to_le_bytes());
         out.extend_from_slice(&self.requests.to_le_bytes());
         out.extend_from_slice(&self.failures.to_le_bytes());
-        out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        Self::decode_with(bytes, |stored| Ok(stored.to_string()))
+    }
+
+    /// Decodes a record that must belong to `addr`, reusing `addr`'s allocation: the
+    /// per-request path reads one record and allocates nothing for it.
+    /// A record of another endpoint is `BadAddress`.
+    pub fn decode_owned(bytes: &[u8], addr: String) -> Result<Self, CodecError> {
+        Self::decode_with(bytes, |stored| {
+            if stored == addr {
+                Ok(addr)
+            } else {
+                Err(CodecError::BadAddress)
+            }
+        })
+    }
+
+    fn decode_with(
+        bytes: &[u8],
+        addr_of: impl FnOnce(&str) -> Result<String, CodecError>,
+    ) -> Result<Self, CodecError> {
         let mut r = Reader(bytes);
         if r.take(1)? != [MAGIC] {
             return Err(CodecError::BadMagic);
@@ -88,7 +114,7 @@ impl EndpointRecord {
         let latency = PeakEwma::from_parts(r.f64()?, r.u64()?);
         let failure = FailureScore::from_parts(r.f64()?, r.u64()?);
         let record = Self {
-            addr: addr.into(),
+            addr: addr_of(addr)?,
             latency,
             failure,
             pending: r.u32()?,
@@ -156,6 +182,27 @@ mod tests {
     fn round_trips() {
         let r = sample();
         assert_eq!(EndpointRecord::decode(&r.encode()), Ok(r));
+    }
+
+    #[test]
+    fn decode_owned_checks_the_address_and_reuses_it() {
+        let r = sample();
+        let bytes = r.encode();
+        assert_eq!(
+            EndpointRecord::decode_owned(&bytes, "127.0.0.1:50051".into()),
+            Ok(r)
+        );
+        assert_eq!(
+            EndpointRecord::decode_owned(&bytes, "127.0.0.1:50052".into()),
+            Err(CodecError::BadAddress)
+        );
+    }
+
+    #[test]
+    fn encode_into_reuses_and_clears_the_buffer() {
+        let mut buf = vec![9; 500];
+        sample().encode_into(&mut buf);
+        assert_eq!(buf, sample().encode());
     }
 
     #[test]

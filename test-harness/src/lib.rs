@@ -6,6 +6,12 @@
 //! - [`load`] and [`report`]: a load generator over a chosen number of HTTP/2
 //!   connections, reporting calls per backend, failures per gRPC code and
 //!   latency percentiles; the `greeter-client` binary prints it.
+//! - [`loadgen`]: an open-loop load generator (fixed rate, latency from the
+//!   intended send time), behind the `loadgen` binary and the `bench` binary.
+//! - [`bench`]: scenarios, CPU accounting, summary, tables and chart of
+//!   `make bench` (the `bench` binary runs them).
+//! - [`stat`]: the filter's per-endpoint metrics from Envoy's admin
+//!   `/stats/prometheus` over a window, behind the `ewma-stat` binary.
 //! - [`support`]: builders for greeter and Envoy processes used by
 //!   end-to-end tests.
 
@@ -18,11 +24,15 @@ pub mod pb {
 }
 
 pub mod behaviour;
+pub mod bench;
 pub mod greeter;
 pub mod greeting;
 pub mod grpc_code;
 pub mod header;
 pub mod load;
+pub mod loadgen;
 pub mod report;
 pub mod server;
+pub mod stat;
 pub mod support;
+pub mod wasm_host;

@@ -260,7 +260,7 @@ const MAX_TRACKED_LATENCY_US: u64 = 3_600_000_000;
     clippy::expect_used,
     reason = "the bounds are constants that satisfy hdrhistogram's preconditions"
 )]
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKED_LATENCY_US, 3)
         .expect("1 µs ..= 1 h at 3 significant digits is a valid histogram")
 }

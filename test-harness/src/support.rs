@@ -35,7 +35,9 @@ pub use envoy::{
 };
 pub use eventually::{eventually, eventually_async, POLL_INTERVAL};
 pub use greeter_process::{Greeter, GreeterProcess, GREETER_READY_TIMEOUT};
-pub use ports::{fixed_ports_lock, ADMIN_PORT, BACKEND_PORTS, LISTENER_PORT};
+pub use ports::{
+    fixed_ports_lock, FixedPortsGuard, ADMIN_PORT, BACKEND_PORTS, LISTENER_PORT, LOCK_FILE,
+};
 
 /// The repository root (the workspace directory above `test-harness/`).
 pub fn repo_root() -> PathBuf {

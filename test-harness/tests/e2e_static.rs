@@ -19,6 +19,7 @@ use test_harness::support::{
 #[test]
 fn every_envoy_config_in_the_repo_passes_envoy_validate() {
     wasm_path();
+    wasm_floor_path();
     let mut checked = 0;
     let mut dirs = vec![repo_root().join("envoy-configs")];
     while let Some(dir) = dirs.pop() {
@@ -60,14 +61,16 @@ async fn ewma_moves_traffic_off_a_slow_backend_and_cuts_p99() {
     let _ports = fixed_ports_lock();
     let _greeters = three_greeters(Duration::from_millis(40));
 
+    // 8 calls in flight: enough queueing for pending to matter, not so much that the
+    // 2-core machine's CPU contention makes the fast backends look slower than 40 ms.
     let rr = {
         let _envoy = envoy("round-robin.yaml", "rr-slow");
-        calls(1500, 16, &[]).await
+        calls(2000, 8, &[]).await
     };
     let ewma = {
         let _envoy = envoy("ewma.yaml", "ewma-slow");
-        calls(300, 16, &[]).await; // warm-up: endpoints are learned, estimates settle
-        calls(1500, 16, &[]).await
+        calls(400, 8, &[]).await; // warm-up: endpoints are learned, estimates settle
+        calls(2000, 8, &[]).await
     };
     println!(
         "round robin: slow share {:.1}% p99 {:.1} ms | ewma: slow share {:.1}% p99 {:.1} ms",
@@ -76,7 +79,7 @@ async fn ewma_moves_traffic_off_a_slow_backend_and_cuts_p99() {
         100.0 * share(&ewma, SLOW),
         ms(ewma.p99())
     );
-    assert_eq!(ewma.ok(), 1500, "{:?}", ewma.failures_by_code());
+    assert_eq!(ewma.ok(), 2000, "{:?}", ewma.failures_by_code());
     assert!(
         share(&rr, SLOW) > 0.30,
         "round robin should give the slow backend a third: {:?}",

@@ -101,12 +101,18 @@ impl HttpContext for Request {
             .unwrap_or(finished)
             .saturating_sub(t.started);
         let actual = property_text(&["upstream", "address"]);
-        let facts = ResponseFacts {
-            http_status: property_int(&["response", "code"])
+        let grpc_status =
+            property_int(&["response", "grpc_status"]).and_then(|c| u32::try_from(c).ok());
+        // With a gRPC status the HTTP code adds nothing (Envoy answers gRPC with 200).
+        let http_status = match grpc_status {
+            Some(_) => None,
+            None => property_int(&["response", "code"])
                 .and_then(|c| u32::try_from(c).ok())
                 .filter(|c| *c > 0),
-            grpc_status: property_int(&["response", "grpc_status"])
-                .and_then(|c| u32::try_from(c).ok()),
+        };
+        let facts = ResponseFacts {
+            http_status,
+            grpc_status,
             grpc: t.grpc,
         };
         let outcome = Outcome::judge(facts, &w.balancer.config().failure_grpc_codes);

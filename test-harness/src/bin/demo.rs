@@ -1,6 +1,7 @@
 //! `make demo`: three greeters, one of them 40 ms slow, called over one HTTP/2
 //! connection through Envoy with round robin and then with the ewma-balancer filter;
-//! prints each backend's share and the client's p50/p99 side by side.
+//! prints each backend's share and the client's p50/p99 side by side, then what
+//! `ewma-stat` shows of the filter's Envoy while the same load keeps running.
 
 #![forbid(unsafe_code)]
 
@@ -10,18 +11,24 @@ use std::time::Duration;
 
 use test_harness::load::{run_load, LoadSpec, DEFAULT_TARGET};
 use test_harness::report::LoadReport;
+use test_harness::stat::{self, EndpointStat, StatOptions};
 use test_harness::support::{
-    repo_root, EnvoyOptions, EnvoyProcess, Greeter, GreeterProcess, BACKEND_PORTS,
+    repo_root, EnvoyOptions, EnvoyProcess, Greeter, GreeterProcess, ADMIN_PORT, BACKEND_PORTS,
 };
 
 const SLOW_BY: Duration = Duration::from_millis(40);
 const CALLS: u64 = 3000;
 const WARM_UP: u64 = 300;
 const CONCURRENCY: usize = 16;
+/// `ewma-stat`'s window: longer than Envoy's default 5 s stats flush interval, which
+/// ewma.yaml keeps, so the latency histograms change within it.
+const STAT_WINDOW: Duration = Duration::from_secs(6);
 
 struct Run {
     policy: &'static str,
     report: LoadReport,
+    /// `ewma-stat`'s rows, taken under load, for the filter's run.
+    stat: Option<Vec<EndpointStat>>,
 }
 
 fn sibling_binary(name: &str) -> Result<PathBuf, String> {
@@ -35,7 +42,7 @@ fn sibling_binary(name: &str) -> Result<PathBuf, String> {
     })
 }
 
-async fn run_policy(policy: &'static str, config: &str) -> Result<Run, String> {
+async fn run_policy(policy: &'static str, config: &str, with_stat: bool) -> Result<Run, String> {
     let envoy = EnvoyProcess::start(
         repo_root().join(config),
         EnvoyOptions::named(format!("demo-{policy}")).concurrency(2),
@@ -47,8 +54,38 @@ async fn run_policy(policy: &'static str, config: &str) -> Result<Run, String> {
     };
     run_load(&spec(WARM_UP)).await.map_err(|e| e.to_string())?;
     let report = run_load(&spec(CALLS)).await.map_err(|e| e.to_string())?;
+    let stat = if with_stat {
+        Some(stat_under_load(spec(u64::MAX)).await?)
+    } else {
+        None
+    };
     drop(envoy);
-    Ok(Run { policy, report })
+    Ok(Run {
+        policy,
+        report,
+        stat,
+    })
+}
+
+/// Keeps `load` running while `ewma-stat`'s library scrapes Envoy's admin interface
+/// [`STAT_WINDOW`] apart.
+async fn stat_under_load(load: LoadSpec) -> Result<Vec<EndpointStat>, String> {
+    let running = tokio::spawn(async move { run_load(&load).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let options = StatOptions {
+        admin: stat_admin().parse()?,
+        window: STAT_WINDOW,
+        cluster: None,
+    };
+    let rows = tokio::task::spawn_blocking(move || stat::collect(&options))
+        .await
+        .map_err(|e| e.to_string())?;
+    running.abort();
+    rows.map_err(|e| e.to_string())
+}
+
+fn stat_admin() -> String {
+    format!("http://127.0.0.1:{ADMIN_PORT}")
 }
 
 fn print_table(runs: &[Run], greeters: &[GreeterProcess]) {
@@ -97,8 +134,13 @@ async fn demo() -> Result<(), String> {
         SLOW_BY.as_millis()
     );
     let runs = vec![
-        run_policy("round_robin", "envoy-configs/static/round-robin.yaml").await?,
-        run_policy("ewma", "envoy-configs/static/ewma.yaml").await?,
+        run_policy(
+            "round_robin",
+            "envoy-configs/static/round-robin.yaml",
+            false,
+        )
+        .await?,
+        run_policy("ewma", "envoy-configs/static/ewma.yaml", true).await?,
     ];
     print_table(&runs, &greeters);
     let (rr, ewma) = (&runs[0].report, &runs[1].report);
@@ -108,6 +150,14 @@ async fn demo() -> Result<(), String> {
         100.0 * rr.served_by("127.0.0.1:50053") as f64 / rr.total().max(1) as f64,
         100.0 * ewma.served_by("127.0.0.1:50053") as f64 / ewma.total().max(1) as f64,
     );
+    if let Some(rows) = &runs[1].stat {
+        println!(
+            "\nWhat the filter sees, under the same load (ewma-stat --admin {} --window {}):\n",
+            stat_admin(),
+            humantime::format_duration(STAT_WINDOW)
+        );
+        print!("{}", stat::format::table(rows));
+    }
     Ok(())
 }
 

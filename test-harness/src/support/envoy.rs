@@ -309,6 +309,12 @@ impl EnvoyProcess {
         &self.log_path
     }
 
+    /// The process id while Envoy has not been stopped, e.g. to read its CPU time
+    /// from `/proc/<pid>/stat`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Waits up to `timeout` for Envoy to exit on its own (e.g. after
     /// rejecting its config) and returns the exit status and the log.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<(ExitStatus, String), String> {

@@ -27,6 +27,18 @@ pub fn wasm_path() -> PathBuf {
     path
 }
 
+/// The no-op module of the benchmark's floor config (`make wasm` builds it too).
+pub fn wasm_floor_path() -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip1/release/wasm_floor.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `make wasm` \
+         (cargo build --release --target wasm32-wasip1 -p wasm-floor)",
+        path.display()
+    );
+    path
+}
+
 pub fn static_config(name: &str) -> PathBuf {
     repo_root().join("envoy-configs/static").join(name)
 }
@@ -77,4 +89,44 @@ pub fn share(report: &LoadReport, backend: &str) -> f64 {
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// Calls kept `concurrency` in flight over one HTTP/2 connection through Envoy until
+/// dropped, counting completions: a steady load to watch while it runs.
+pub struct SteadyLoad {
+    completed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SteadyLoad {
+    pub fn start(concurrency: usize) -> Self {
+        use std::sync::atomic::Ordering;
+        let completed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = completed.clone();
+        let spec = LoadSpec {
+            count: u64::MAX,
+            concurrency,
+            timeout: Duration::from_secs(10),
+            ..LoadSpec::new(DEFAULT_TARGET)
+        };
+        let task = tokio::spawn(async move {
+            test_harness::load::run_load_observed(&spec, |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            })
+            .await
+            .unwrap();
+        });
+        Self { completed, task }
+    }
+
+    /// Calls completed so far (ok or failed).
+    pub fn completed(&self) -> u64 {
+        self.completed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for SteadyLoad {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -1,0 +1,21 @@
+//! `make bench`: real Envoy, real greeters, scenarios × balancing policies at the same
+//! offered load, plus the CPU overhead of the filter; the pure parts live here, the
+//! runs in the `bench` binary.
+//!
+//! - [`plan`]: scenarios, policies, their Envoy configs, offered load, durations.
+//! - [`cpu`]: a process's CPU time from `/proc/<pid>/stat`.
+//! - [`overhead`]: CPU time per request per round, and the median over rounds.
+//! - [`summary`]: the shape of `target/bench/summary.json`.
+//! - [`goals`]: the goals the filter is judged against.
+//! - [`table`]: the Markdown tables the README embeds.
+//! - [`svg`]: the latency chart.
+//! - [`readme`]: swapping the tables into README.md.
+
+pub mod cpu;
+pub mod goals;
+pub mod overhead;
+pub mod plan;
+pub mod readme;
+pub mod summary;
+pub mod svg;
+pub mod table;

@@ -1,0 +1,349 @@
+//! `make bench`: every scenario under every policy through a real Envoy to real
+//! greeters at the same open-loop load, then the CPU overhead of the filter at
+//! saturation; writes `target/bench/summary.json`, `latency.svg` and `summary.md`.
+//!
+//! ```text
+//! make bench                   # under four minutes
+//! BENCH_QUICK=1 make bench     # the same runs, shorter: about a minute
+//! make bench-publish           # copy the latest table and chart into README.md and docs/
+//! ```
+//!
+//! Scenarios run one after another, each under each policy with a fresh Envoy: warm-up
+//! load first (not counted), then the measured run. The fixed ports (Envoy 10000 and
+//! 9901, greeters 50051-50053) are held only while the benchmark runs, under the same
+//! cross-process lock as the end-to-end tests; every process is a guard that stops it
+//! when dropped, also on error.
+
+#![forbid(unsafe_code)]
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use test_harness::{
+    bench::{
+        cpu::process_cpu_time,
+        overhead::{OverheadSample, OverheadSamples},
+        plan::{Plan, Policy, Scenario, ODD_ONE_OUT, OVERHEAD_POLICIES},
+        readme,
+        summary::{BenchSummary, RunResult},
+        svg::latency_svg,
+        table::{markdown, Setup},
+    },
+    load::DEFAULT_TARGET,
+    loadgen::{run_loadgen, LoadgenReport, LoadgenSpec, LoadgenSummary},
+    support::{
+        envoy_bin, fixed_ports_lock, repo_root, EnvoyOptions, EnvoyProcess, Greeter,
+        GreeterProcess, BACKEND_PORTS,
+    },
+};
+
+/// Where the outputs go, relative to the repository root.
+const OUT_DIR: &str = "target/bench";
+/// Where `--publish` puts the chart the README shows.
+const PUBLISHED_CHART: &str = "docs/bench/latency.svg";
+/// Requests the Envoy listener received (all configs use `stat_prefix: greeter`).
+const REQUESTS_STAT: &str = "http.greeter.downstream_rq_total";
+/// Per-call deadline; Envoy's route timeout is 5 s too.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The time limits the benchmark is meant to stay within.
+const BUDGET_FULL: Duration = Duration::from_secs(300);
+const BUDGET_QUICK: Duration = Duration::from_secs(90);
+
+/// Latency-aware balancing benchmark (set BENCH_QUICK=1 for the short run).
+#[derive(Debug, Parser)]
+struct Args {
+    /// Instead of running, copy the latest results (target/bench/summary.md and
+    /// latency.svg) into README.md's benchmark block and docs/bench/.
+    #[arg(long)]
+    publish: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = if args.publish {
+        publish()
+    } else {
+        bench().await
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench() -> Result<(), String> {
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let plan = if quick { Plan::quick() } else { Plan::full() };
+    let server = preflight()?;
+    let _ports = fixed_ports_lock();
+    let started = Instant::now();
+    println!(
+        "{} benchmark: {} calls/s open loop, at most {} in flight, {} warm-up + {} measured per run\n",
+        if quick { "quick" } else { "full" },
+        plan.qps,
+        plan.concurrency,
+        humantime::format_duration(plan.warm_up),
+        humantime::format_duration(plan.measure),
+    );
+
+    let mut summary = BenchSummary::default();
+    for scenario in Scenario::ALL {
+        println!("{}: {}", scenario.key(), scenario.description());
+        let mut greeters = spawn_greeters(scenario.greeters(&BACKEND_PORTS), &server)?;
+        for &policy in scenario.policies() {
+            let run = scenario_run(&plan, scenario, policy, &mut greeters).await?;
+            println!("  {:<14} {}", policy.key(), one_line(&run));
+            summary.insert(scenario, policy, RunResult::from(&run));
+        }
+    }
+    let overhead_samples = overhead(&plan, &server).await?;
+    summary.overhead = overhead_samples.figures();
+
+    let elapsed = started.elapsed();
+    let setup = Setup {
+        plan: plan.clone(),
+        quick,
+        elapsed,
+        backends: BACKEND_PORTS
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect(),
+        overhead_samples,
+    };
+    let table = markdown(&summary, &setup);
+    let title = format!(
+        "Latency by scenario and policy: {} calls/s open loop, one HTTP/2 connection",
+        plan.qps
+    );
+    let dir = repo_root().join(OUT_DIR);
+    let json = serde_json::to_string_pretty(&summary)
+        .map_err(|error| format!("cannot encode summary: {error}"))?;
+    write(&dir.join("summary.json"), &(json + "\n"))?;
+    write(&dir.join("latency.svg"), &latency_svg(&summary, &title))?;
+    write(&dir.join("summary.md"), &table)?;
+
+    println!("\n{table}");
+    println!(
+        "wrote {OUT_DIR}/summary.json, {OUT_DIR}/latency.svg, {OUT_DIR}/summary.md in {:.1} s",
+        elapsed.as_secs_f64()
+    );
+    let budget = if quick { BUDGET_QUICK } else { BUDGET_FULL };
+    if elapsed > budget {
+        println!(
+            "note: the benchmark took longer than its {} budget (a busy machine?)",
+            humantime::format_duration(budget)
+        );
+    }
+    Ok(())
+}
+
+/// Checks what the runs need before starting any process; returns the greeter binary.
+fn preflight() -> Result<PathBuf, String> {
+    envoy_bin()?;
+    let root = repo_root();
+    for module in [Policy::Ewma, Policy::WasmFloor]
+        .iter()
+        .filter_map(|p| p.wasm_module())
+    {
+        if !root.join(module).is_file() {
+            return Err(format!("{module} is missing: run `make wasm`"));
+        }
+    }
+    let exe = std::env::current_exe().map_err(|error| error.to_string())?;
+    let server = exe.with_file_name("greeter-server");
+    if server.is_file() {
+        Ok(server)
+    } else {
+        Err(format!("{} is missing: run `make build`", server.display()))
+    }
+}
+
+fn spawn_greeters(specs: Vec<Greeter>, server: &Path) -> Result<Vec<GreeterProcess>, String> {
+    specs.into_iter().map(|g| g.spawn(server)).collect()
+}
+
+fn start_envoy(policy: Policy, name: &str, workers: u32) -> Result<EnvoyProcess, String> {
+    EnvoyProcess::start(
+        repo_root().join(policy.config()),
+        EnvoyOptions::named(name)
+            .concurrency(workers)
+            .log_level("warn"),
+    )
+}
+
+fn open_loop(plan: &Plan, duration: Duration) -> LoadgenSpec {
+    LoadgenSpec {
+        concurrency: plan.concurrency,
+        timeout: CALL_TIMEOUT,
+        ..LoadgenSpec::open(DEFAULT_TARGET, plan.qps, duration)
+    }
+}
+
+async fn load(spec: &LoadgenSpec) -> Result<LoadgenReport, String> {
+    run_loadgen(spec, |_| {})
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// One scenario under one policy: a fresh Envoy, warm-up, then the measured run.
+async fn scenario_run(
+    plan: &Plan,
+    scenario: Scenario,
+    policy: Policy,
+    greeters: &mut [GreeterProcess],
+) -> Result<LoadgenSummary, String> {
+    let _envoy = start_envoy(
+        policy,
+        &format!("bench-{}-{}", scenario.key(), policy.key()),
+        plan.envoy_workers,
+    )?;
+    load(&open_loop(plan, plan.warm_up)).await?;
+    let spec = open_loop(plan, plan.measure);
+    let report = if scenario == Scenario::Churn {
+        let odd = greeters
+            .iter_mut()
+            .find(|g| g.port() == ODD_ONE_OUT)
+            .ok_or("churn needs the greeter on port 50053")?;
+        let (kill_at, restart_at) = plan.churn_events();
+        let (report, churned) = tokio::join!(load(&spec), churn(odd, kill_at, restart_at));
+        churned?;
+        report?
+    } else {
+        load(&spec).await?
+    };
+    Ok(report.summary)
+}
+
+/// Kills `greeter` at `kill_at` and starts it again at `restart_at` from now.
+async fn churn(
+    greeter: &mut GreeterProcess,
+    kill_at: Duration,
+    restart_at: Duration,
+) -> Result<(), String> {
+    let start = tokio::time::Instant::now();
+    tokio::time::sleep_until(start + kill_at).await;
+    greeter.kill();
+    tokio::time::sleep_until(start + restart_at).await;
+    // Waits (briefly) until the greeter accepts connections again.
+    tokio::task::block_in_place(|| greeter.restart())
+}
+
+/// Closed loop at saturation with equal backends, interleaved rounds of round_robin,
+/// wasm_floor and ewma; Envoy's CPU time over the requests it served in each.
+async fn overhead(plan: &Plan, server: &Path) -> Result<OverheadSamples, String> {
+    println!(
+        "overhead: equal backends, closed loop, {} in flight, Envoy with {} worker(s)",
+        plan.overhead_concurrency, plan.overhead_workers
+    );
+    let _greeters = spawn_greeters(Scenario::Equal.greeters(&BACKEND_PORTS), server)?;
+    let spec = |duration| LoadgenSpec {
+        timeout: CALL_TIMEOUT,
+        ..LoadgenSpec::closed(DEFAULT_TARGET, plan.overhead_concurrency, duration)
+    };
+    let mut samples = OverheadSamples::default();
+    for round in 1..=plan.overhead_rounds {
+        for policy in OVERHEAD_POLICIES {
+            let envoy = start_envoy(
+                policy,
+                &format!("bench-overhead-{}", policy.key()),
+                plan.overhead_workers,
+            )?;
+            load(&spec(plan.overhead_warm_up)).await?;
+            let pid = envoy.pid().ok_or("Envoy has no process id")?;
+            let cpu_before = process_cpu_time(pid)?;
+            let requests_before = envoy.stat(REQUESTS_STAT)?;
+            let report = load(&spec(plan.overhead_measure)).await?;
+            let cpu_after = process_cpu_time(pid)?;
+            let requests_after = envoy.stat(REQUESTS_STAT)?;
+            drop(envoy);
+
+            let sample = OverheadSample {
+                envoy_cpu: cpu_after.saturating_sub(cpu_before),
+                requests: requests_after.saturating_sub(requests_before),
+                rps: report.summary.rps,
+                p50_ms: report.summary.p50_ms,
+            };
+            println!(
+                "  round {round} {:<12} {:>6.1} µs Envoy CPU/request ({} requests, {:.2} s CPU)  {:>5.0} rps  p50 {:.2} ms  share {} %",
+                policy.key(),
+                sample.cpu_us_per_request(),
+                sample.requests,
+                sample.envoy_cpu.as_secs_f64(),
+                sample.rps,
+                sample.p50_ms,
+                shares(&report.summary)
+            );
+            samples.add(policy, sample);
+        }
+    }
+    Ok(samples)
+}
+
+/// Each backend's share of the successful calls in percent, `33.3 / 33.3 / 33.3`.
+fn shares(run: &LoadgenSummary) -> String {
+    let shares: Vec<String> = BACKEND_PORTS
+        .iter()
+        .map(|port| {
+            let share = run
+                .share
+                .get(&format!("127.0.0.1:{port}"))
+                .copied()
+                .unwrap_or(0.0);
+            format!("{:.1}", 100.0 * share)
+        })
+        .collect();
+    shares.join(" / ")
+}
+
+fn one_line(run: &LoadgenSummary) -> String {
+    format!(
+        "p50 {:>6.2}  p90 {:>6.2}  p99 {:>6.2}  p999 {:>7.2}  max {:>7.2} ms  success {:>6.2}%  {:>5.0} rps  share {} %",
+        run.p50_ms,
+        run.p90_ms,
+        run.p99_ms,
+        run.p999_ms,
+        run.max_ms,
+        100.0 * run.success_rate,
+        run.rps,
+        shares(run)
+    )
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)
+            .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    }
+    fs::write(path, contents).map_err(|error| format!("cannot write {}: {error}", path.display()))
+}
+
+/// Copies the latest chart to docs/bench/ and the latest tables into README.md.
+fn publish() -> Result<(), String> {
+    let root = repo_root();
+    let read = |path: &Path| {
+        fs::read_to_string(path).map_err(|error| {
+            format!(
+                "cannot read {}: {error} (run `make bench` first)",
+                path.display()
+            )
+        })
+    };
+    let table = read(&root.join(OUT_DIR).join("summary.md"))?;
+    let chart = read(&root.join(OUT_DIR).join("latency.svg"))?;
+    let readme_path = root.join("README.md");
+    let updated = readme::replace_block(&read(&readme_path)?, &table)
+        .map_err(|error| format!("README.md: {error}"))?;
+    write(&root.join(PUBLISHED_CHART), &chart)?;
+    write(&readme_path, &updated)?;
+    println!("updated README.md and {PUBLISHED_CHART}");
+    Ok(())
+}
