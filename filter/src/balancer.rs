@@ -349,7 +349,6 @@ fn forget(store: &dyn SharedStore, metrics: &mut dyn Metrics, view: &mut Cluster
             metrics.record(id, 0);
         }
     }
-    view.generation = None;
 }
 
 /// Adds `addr` to the shared index and creates (or joins) its record with `apply`
@@ -405,6 +404,5 @@ fn learn(
         unflushed_failures: 0,
         last_gauges: None,
     });
-    view.generation = None;
     true
 }

@@ -1,10 +1,10 @@
 //! One worker's view of one cluster's endpoints, and the read-modify-write helpers that
 //! keep it in step with shared data.
 //!
-//! The view is a cache: the shared index and records are the truth. It is rebuilt when
-//! the index generation changes and refreshed on each tick; between ticks, the worker's
-//! own changes (picks, completions) are applied to it at once, so a worker never acts on
-//! information older than what it did itself.
+//! The view is a cache: the shared index and records are the truth. It is rebuilt from
+//! them on each tick; between ticks, the worker's own changes (picks, completions) are
+//! applied to it at once, so a worker never acts on information older than what it did
+//! itself.
 
 use crate::cost::Load;
 use crate::index::ClusterIndex;
@@ -158,8 +158,6 @@ impl DecisionCounters {
 pub struct ClusterView {
     pub name: String,
     pub index_key: String,
-    /// Generation of the index this view was built from; `None` forces a rebuild.
-    pub generation: Option<u64>,
     pub endpoints: Vec<EndpointView>,
     by_addr: HashMap<String, usize>,
     /// Index entries whose record was missing at the last sync (removed at the next).
@@ -172,7 +170,6 @@ impl ClusterView {
         Self {
             name: cluster.into(),
             index_key: index_key(prefix, cluster),
-            generation: None,
             endpoints: Vec::new(),
             by_addr: HashMap::new(),
             missing: Vec::new(),
@@ -262,13 +259,11 @@ impl ClusterView {
             };
             self.push(view);
         }
-        self.generation = Some(index.generation);
         if !stale.is_empty() {
             let _ = update_index(store, &self.index_key, &mut |ix| {
                 let removed = stale.iter().filter(|a| ix.remove(a).is_some()).count();
                 (removed > 0).then_some(())
             });
-            self.generation = None;
         }
     }
 }
