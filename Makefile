@@ -18,7 +18,7 @@ export ENVOY_BIN
 ENVOY_DEP :=
 endif
 
-.PHONY: all setup toolchain venv wasm build demo bench bench-publish test lint unit e2e validate clean
+.PHONY: all setup toolchain venv wasm build demo bench bench-publish test lint unit fuzz fuzz-smoke e2e validate clean
 
 all: build
 
@@ -67,11 +67,27 @@ lint: toolchain
 unit:
 	cargo test -p ewma-balancer
 
+# Fuzzing (docs/fuzzing.md): libFuzzer on the stable toolchain (--sanitizer none).
+# `make fuzz-smoke` runs each target briefly (part of `make test`); `FUZZ_TIME=600 make fuzz`
+# runs each for FUZZ_TIME seconds. The corpus grows in filter/fuzz/corpus (not in git).
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_TARGETS := config record_codec balancer_ops
+FUZZ_TIME ?= 600
+FUZZ_SMOKE_TIME ?= 20
+fuzz:
+	@cargo fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
+	cd filter/fuzz && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t && \
+	  cargo fuzz run --sanitizer none $$t corpus/$$t $$(ls -d seeds/$$t regressions/$$t 2>/dev/null) -- \
+	    -max_total_time=$(FUZZ_TIME) -print_final_stats=1 $$([ $$t = config ] && echo -dict=config.dict) || exit 1; done
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_SMOKE_TIME)
+
 # End-to-end tests against a real Envoy and real greeters on loopback.
 e2e: wasm venv
 	cargo test --release -p test-harness
 
-test: setup lint unit wasm e2e
+test: setup lint unit fuzz-smoke wasm e2e
 
 clean:
 	cargo clean
