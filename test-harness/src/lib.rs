@@ -6,6 +6,9 @@
 //! - [`load`] and [`report`]: a load generator over a chosen number of HTTP/2
 //!   connections, reporting calls per backend, failures per gRPC code and
 //!   latency percentiles; the `greeter-client` binary prints it.
+//! - [`client_lb`] and [`dns_round_robin`]: the client's `pick_first` /
+//!   `round_robin` policies; round robin over every address a name resolves
+//!   to, re-resolved periodically (gRPC's policy over a headless Service).
 //! - [`loadgen`]: an open-loop load generator (fixed rate, latency from the
 //!   intended send time), behind the `loadgen` binary and the `bench` binary.
 //! - [`bench`]: scenarios, CPU accounting, summary, tables and chart of
@@ -25,6 +28,8 @@ pub mod pb {
 
 pub mod behaviour;
 pub mod bench;
+pub mod client_lb;
+pub mod dns_round_robin;
 pub mod greeter;
 pub mod greeting;
 pub mod grpc_code;

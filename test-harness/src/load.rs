@@ -100,6 +100,9 @@ pub enum LoadError {
         target: String,
         source: tonic::transport::Error,
     },
+    /// The target's name did not resolve, or none of its addresses accepted a
+    /// connection (client-side round robin).
+    Resolve(String),
     /// A connection to the target could not be established.
     Connect {
         target: String,
@@ -111,6 +114,7 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidSpec(reason) => write!(f, "invalid load spec: {reason}"),
+            Self::Resolve(reason) => f.write_str(reason),
             Self::InvalidTarget { target, source } => {
                 write!(f, "invalid target `{target}`: {source}")
             }
@@ -128,7 +132,7 @@ impl fmt::Display for LoadError {
 impl Error for LoadError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::InvalidSpec(_) => None,
+            Self::InvalidSpec(_) | Self::Resolve(_) => None,
             Self::InvalidTarget { source, .. } | Self::Connect { source, .. } => Some(source),
         }
     }

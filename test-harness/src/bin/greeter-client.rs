@@ -4,6 +4,8 @@
 //! greeter-client --count 5                         # one greeting per line
 //! greeter-client --count 10000 --concurrency 32 --summary
 //! greeter-client --count 1000 --json | tail -n 1   # machine-readable report
+//! # gRPC's round_robin over a headless Service, re-resolved every 5 s:
+//! greeter-client --target http://greeter-server:8000 --lb round_robin --dns-refresh 5s
 //! ```
 
 #![forbid(unsafe_code)]
@@ -12,9 +14,10 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use test_harness::{
+    client_lb::{run_load_balanced, ClientLb, LbPolicy},
     grpc_code::code_name,
     header::MetadataHeader,
-    load::{run_load_observed, LoadSpec, DEFAULT_TARGET},
+    load::{LoadSpec, DEFAULT_TARGET},
     report::CallOutcome,
 };
 
@@ -23,8 +26,20 @@ use test_harness::{
 #[command(version)]
 struct Args {
     /// gRPC endpoint to call.
-    #[arg(long, default_value = DEFAULT_TARGET)]
+    #[arg(long, default_value = DEFAULT_TARGET, env = "GREETER_SERVICE_TARGET")]
     target: String,
+    /// Load-balancing policy: `pick_first` connects to the target once (the usual
+    /// gRPC client, which a proxy has to balance); `round_robin` connects to every
+    /// address the target's name resolves to and sends calls to each in turn.
+    #[arg(long, value_enum, default_value_t = LbPolicy::PickFirst, env = "GREETER_LB_POLICY")]
+    lb: LbPolicy,
+    /// With `--lb round_robin`: resolve the name again this often, adding and
+    /// dropping addresses, e.g. `5s`.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    dns_refresh: Duration,
+    /// Pause after each call (per concurrent worker), e.g. `1s`.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    interval: Duration,
     /// Calls to make.
     #[arg(long, default_value_t = 10)]
     count: u64,
@@ -65,6 +80,14 @@ impl Args {
         }
     }
 
+    fn client_lb(&self) -> ClientLb {
+        ClientLb {
+            policy: self.lb,
+            dns_refresh: self.dns_refresh,
+            interval: self.interval,
+        }
+    }
+
     fn prints_each_greeting(&self) -> bool {
         !self.summary && !self.json
     }
@@ -74,7 +97,7 @@ impl Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let print_each = args.prints_each_greeting();
-    let report = match run_load_observed(&args.load_spec(), |outcome| {
+    let report = match run_load_balanced(&args.load_spec(), &args.client_lb(), |outcome| {
         if print_each {
             print_outcome(outcome);
         }

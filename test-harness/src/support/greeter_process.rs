@@ -23,6 +23,7 @@ pub const GREETER_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How a greeter backend should behave; a builder for [`GreeterProcess`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Greeter {
+    host: Ipv4Addr,
     port: u16,
     delay: Duration,
     jitter: Duration,
@@ -38,6 +39,7 @@ impl Greeter {
     /// A healthy, instant greeter on `127.0.0.1:port`.
     pub fn on(port: u16) -> Self {
         Self {
+            host: Ipv4Addr::LOCALHOST,
             port,
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
@@ -48,6 +50,13 @@ impl Greeter {
             max_connection_age: None,
             ready_timeout: GREETER_READY_TIMEOUT,
         }
+    }
+
+    /// Listen on this loopback address instead of `127.0.0.1` (all of `127.0.0.0/8`
+    /// is loopback on Linux, so several greeters can share one port).
+    pub fn host(mut self, host: Ipv4Addr) -> Self {
+        self.host = host;
+        self
     }
 
     /// Wait this long before each reply.
@@ -80,7 +89,7 @@ impl Greeter {
         self
     }
 
-    /// Sign replies with this address instead of `127.0.0.1:<port>`.
+    /// Sign replies with this address instead of the listen address.
     pub fn backend_addr(mut self, addr: impl Into<String>) -> Self {
         self.backend_addr = Some(addr.into());
         self
@@ -118,7 +127,7 @@ impl Greeter {
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
             "--host".to_owned(),
-            Ipv4Addr::LOCALHOST.to_string(),
+            self.host.to_string(),
             "--port".to_owned(),
             self.port.to_string(),
             "--delay".to_owned(),
@@ -163,7 +172,7 @@ impl GreeterProcess {
 
     /// The address to call it at directly, bypassing Envoy.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.spec.port))
+        SocketAddr::from((self.spec.host, self.spec.port))
     }
 
     /// `http://127.0.0.1:<port>`, a target for the load client.
@@ -224,9 +233,14 @@ impl GreeterProcess {
         read_log(&self.log_path())
     }
 
-    /// Its log file, `target/e2e-logs/greeter-<port>.log`.
+    /// Its log file, `target/e2e-logs/greeter-<port>.log`
+    /// (`greeter-<host>-<port>.log` off `127.0.0.1`).
     pub fn log_path(&self) -> PathBuf {
-        log_path(&format!("greeter-{}", self.spec.port))
+        if self.spec.host == Ipv4Addr::LOCALHOST {
+            log_path(&format!("greeter-{}", self.spec.port))
+        } else {
+            log_path(&format!("greeter-{}-{}", self.spec.host, self.spec.port))
+        }
     }
 
     fn start(&mut self, append_log: bool) -> Result<(), String> {
@@ -305,6 +319,15 @@ mod tests {
                 "--fail-rate",
                 "0"
             ]
+        );
+    }
+
+    #[test]
+    fn host_sets_the_listen_address() {
+        let greeter = Greeter::on(50081).host(Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(
+            greeter.args()[..4],
+            ["--host", "127.0.0.2", "--port", "50081"]
         );
     }
 
