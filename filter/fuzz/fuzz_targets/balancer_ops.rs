@@ -8,8 +8,9 @@
 //! * nothing panics;
 //! * an `Override` names an endpoint that the worker's view knows, and the view had at
 //!   least two endpoints;
-//! * every view is consistent: no address twice, its lookup table agrees with its list,
-//!   at most `maxEndpoints` endpoints, pending never above the picks ever made;
+//! * every view's pending counts stay below the picks ever made; unless garbage was
+//!   written into the cluster's shared data, its lookup table agrees with its list (no
+//!   address twice) and it holds at most `maxEndpoints` endpoints;
 //! * shared data stays bounded: per cluster at most `maxEndpoints` record keys (slots
 //!   below `maxEndpoints`) plus one index key, and keys only for clusters that completed
 //!   a request;
@@ -393,10 +394,18 @@ impl World {
             let Some(view) = w.balancer.view(cluster) else {
                 continue;
             };
-            assert!(view.endpoints.len() <= usize::from(max), "view too large");
+            // Garbage in the index (a lost index, duplicate entries) can make a view
+            // hold more than `maxEndpoints` endpoints or one address twice until the
+            // next tick rebuilds it; only shared data's bounds are promised then.
+            let clean = !self.corrupted.contains(cluster);
+            if clean {
+                assert!(view.endpoints.len() <= usize::from(max), "view too large");
+            }
             let picks = self.picks.get(cluster).copied().unwrap_or(0);
             for (i, e) in view.endpoints.iter().enumerate() {
-                assert_eq!(view.position(&e.record.addr), Some(i), "lookup table");
+                if clean {
+                    assert_eq!(view.position(&e.record.addr), Some(i), "lookup table");
+                }
                 assert!(
                     u64::from(e.pending()) <= picks,
                     "{cluster:?} {:?}: pending {} but only {picks} picks ever",
@@ -441,7 +450,11 @@ impl World {
             let Some((bytes, _)) = self.store.get(&record_key(PREFIX, cluster, slot)) else {
                 continue;
             };
-            assert!(bytes.len() <= MAX_RECORD_LEN, "record of {} bytes", bytes.len());
+            assert!(
+                bytes.len() <= MAX_RECORD_LEN,
+                "record of {} bytes",
+                bytes.len()
+            );
             let r = EndpointRecord::decode(&bytes).expect("record decodes");
             let est = r.latency.raw_ns();
             assert!(est.is_finite() && est >= 0.0, "estimate {est}");

@@ -50,7 +50,10 @@ fn check_ranges(c: &Config) {
     within("failureDecay", c.failure_decay, 10 * MS, 3600 * SEC);
     within("endpointTtl", c.endpoint_ttl, SEC, 24 * 3600 * SEC);
     within("refreshInterval", c.refresh_interval, 10 * MS, 60 * SEC);
-    assert!(c.decay > 0 && c.failure_decay > 0, "decays must be positive");
+    assert!(
+        c.decay > 0 && c.failure_decay > 0,
+        "decays must be positive"
+    );
     assert!(c.max_endpoints >= 2, "maxEndpoints {}", c.max_endpoints);
     assert!(
         c.explore_ratio.is_finite() && (0.0..=0.5).contains(&c.explore_ratio),
