@@ -1,0 +1,473 @@
+#!/usr/bin/env python3
+"""Offline validation of the Kubernetes and Istio manifests (`make validate-manifests`).
+
+What is checked, per YAML document under kubernetes/ and istio/ (istio/schemas/ excepted):
+
+* Kubernetes kinds: strict schema validation for Kubernetes 1.33 with PyPI
+  `kubernetes-validate` (`-k 1.33.0 --strict`: unknown fields are errors). A kind it has
+  no schema for is an error.
+* Istio kinds (`*.istio.io`): JSON Schema validation of the whole document against the
+  openAPIV3Schema of Istio's published CRD (istio/schemas/, from Istio 1.30.3), made
+  strict: every object schema that lists `properties` and does not say
+  `x-kubernetes-preserve-unknown-fields` gets `additionalProperties: false`, as the API
+  server's strict field validation would reject unknown fields. `metadata` is checked
+  against Kubernetes 1.33's ObjectMeta. Not checked: the CRDs' CEL rules
+  (`x-kubernetes-validations`), which only an API server evaluates.
+* Envoy configurations inside ConfigMaps (`data.envoy.yaml`): `envoy --mode validate`
+  with the module path (/etc/envoy/wasm/plugin.wasm) mapped to the local build
+  (target/wasm32-wasip1/release/ewma_balancer.wasm). STRICT_DNS names are not resolved
+  in validate mode.
+* The EnvoyFilter's CLUSTER patches: each patch value merged into a cluster shaped like
+  the one Istio generates by default (lb_policy LEAST_REQUEST, common_lb_config, circuit
+  breakers), then `envoy --mode validate`.
+* The filter's configuration: the WasmPlugin's pluginConfig and the ConfigMap's plugin
+  configuration name exactly the fields of filter/src/config.rs (`FIELDS`) and are equal.
+* istio/proxy-config.yaml (a Deployment patch) is merged into a Deployment and validated;
+  the meshed clients' annotations must equal its annotations (plus
+  holdApplicationUntilProxyStarts).
+
+`--self-test` breaks copies of the manifests on purpose (an unknown field in a Deployment,
+a bad enum in the WasmPlugin, an unknown field in an Istio spec, a typo in the Envoy
+config, an unknown pluginConfig field, a bad EnvoyFilter patch) and fails unless every
+broken copy is rejected, so the validator cannot pass vacuously.
+
+Exit status 0 when everything passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S_VERSION = "1.33.0"
+MANIFEST_DIRS = [ROOT / "kubernetes", ROOT / "istio"]
+SCHEMA_DIR = ROOT / "istio" / "schemas"
+PROXY_CONFIG = ROOT / "istio" / "proxy-config.yaml"
+WASM_IN_POD = "/etc/envoy/wasm/plugin.wasm"
+WASM_LOCAL = ROOT / "target" / "wasm32-wasip1" / "release" / "ewma_balancer.wasm"
+CONFIG_RS = ROOT / "filter" / "src" / "config.rs"
+
+
+class Failure(Exception):
+    """One check failed; the message says which and why."""
+
+
+# ---------------------------------------------------------------- loading
+
+
+def manifest_files() -> list[Path]:
+    files = []
+    for directory in MANIFEST_DIRS:
+        for path in sorted(directory.rglob("*.yaml")):
+            if SCHEMA_DIR in path.parents or path == PROXY_CONFIG:
+                continue  # schemas are data; the proxy config is a patch, checked apart
+            files.append(path)
+    return files
+
+
+def load_documents(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [doc for doc in yaml.safe_load_all(f) if doc is not None]
+
+
+def describe(doc: dict) -> str:
+    return f"{doc.get('kind', '?')}/{doc.get('metadata', {}).get('name', '?')}"
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+
+def validate_kubernetes(doc: dict) -> None:
+    if not isinstance(doc, dict) or "apiVersion" not in doc or "kind" not in doc:
+        raise Failure("not a Kubernetes resource: apiVersion and kind are required")
+    try:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path = "/".join(str(p) for p in error.path)
+        raise Failure(f"Kubernetes {K8S_VERSION} schema: {path}: {error.message}") from None
+    except kubernetes_validate.SchemaNotFoundError as error:
+        raise Failure(f"no Kubernetes {K8S_VERSION} schema: {error}") from None
+
+
+def object_meta_schema() -> dict:
+    """Kubernetes 1.33's strict ObjectMeta schema, as shipped by kubernetes-validate."""
+    base = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    path = base / f"v{K8S_VERSION}-local-strict" / "objectmeta-meta-v1.json"
+    with path.open() as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------- Istio
+
+
+def strict(schema: Any) -> Any:
+    """Copy of an openAPIV3Schema where objects with listed properties refuse others."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: strict(value) for key, value in schema.items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def istio_schema(doc: dict) -> tuple[dict, str]:
+    group, _, version = doc.get("apiVersion", "").partition("/")
+    kind = doc.get("kind", "")
+    path = SCHEMA_DIR / f"{kind.lower()}.{group}_{version}.json"
+    if not path.exists():
+        raise Failure(f"no Istio schema for {doc.get('apiVersion')} {kind} ({path.name})")
+    with path.open() as f:
+        schema = json.load(f)
+    schema.pop("x-source", None)
+    return strict(schema), path.name
+
+
+def validate_istio(doc: dict, meta_schema: dict) -> None:
+    schema, name = istio_schema(doc)
+    body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
+    errors = sorted(
+        jsonschema.Draft7Validator(schema).iter_errors(body), key=lambda e: list(e.path)
+    )
+    if errors:
+        first = errors[0]
+        path = "/".join(str(p) for p in first.absolute_path)
+        raise Failure(f"{name}: {path}: {first.message}")
+    meta_errors = list(jsonschema.Draft7Validator(meta_schema).iter_errors(doc.get("metadata", {})))
+    if meta_errors:
+        raise Failure(f"metadata: {meta_errors[0].message}")
+    if "name" not in doc.get("metadata", {}):
+        raise Failure("metadata: name is required")
+
+
+# ---------------------------------------------------------------- Envoy
+
+
+def envoy_bin() -> Path:
+    path = Path(os.environ.get("ENVOY_BIN") or ROOT / ".venv" / "envoy")
+    if not path.is_file():
+        raise Failure(f"no Envoy binary at {path}: run `make venv` or set ENVOY_BIN")
+    return path
+
+
+def envoy_validate(config_text: str, label: str) -> None:
+    if WASM_IN_POD in config_text and not WASM_LOCAL.is_file():
+        raise Failure(f"{WASM_LOCAL} is missing: run `make wasm` first")
+    config_text = config_text.replace(WASM_IN_POD, str(WASM_LOCAL))
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(config_text)
+        path = f.name
+    try:
+        result = subprocess.run(
+            [str(envoy_bin()), "--mode", "validate", "-c", path,
+             "--base-id", str(os.getpid() % 100000 + 7), "--log-level", "error"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )
+    finally:
+        os.unlink(path)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip().splitlines()
+        raise Failure(f"envoy --mode validate rejects {label}: " + " | ".join(output[-6:]))
+
+
+def istio_like_bootstrap(cluster_patch: dict) -> str:
+    """A bootstrap with one cluster shaped like Istio's outbound clusters, patched."""
+    cluster = {
+        "name": "outbound|8000||greeter-server-istio.default.svc.cluster.local",
+        "type": "STATIC",
+        "connect_timeout": "10s",
+        "lb_policy": "LEAST_REQUEST",
+        # Istio adds locality_weighted_lb_config only for locality failover/distribute
+        # settings (or ENABLE_LOCALITY_WEIGHTED_LB_CONFIG); Envoy refuses it next to
+        # load_balancing_policy. See docs/deployment.md.
+        "common_lb_config": {"healthy_panic_threshold": {"value": 50}},
+        "circuit_breakers": {"thresholds": [{"max_connections": 4294967295,
+                                             "max_pending_requests": 4294967295,
+                                             "max_requests": 4294967295,
+                                             "max_retries": 4294967295}]},
+        "load_assignment": {
+            "cluster_name": "outbound|8000||greeter-server-istio.default.svc.cluster.local",
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 8000}}}},
+                {"endpoint": {"address": {"socket_address": {"address": "10.0.0.2", "port_value": 8000}}}},
+            ]}],
+        },
+    }
+    merge(cluster, cluster_patch)
+    return yaml.safe_dump({"static_resources": {"clusters": [cluster]}})
+
+
+def merge(base: dict, patch: dict) -> None:
+    """Envoy/Istio MERGE semantics, enough for these patches: maps merge, lists append."""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        elif isinstance(value, list) and isinstance(base.get(key), list):
+            base[key] = base[key] + value
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+# ---------------------------------------------------------------- the filter's config
+
+
+def filter_fields() -> list[str]:
+    text = CONFIG_RS.read_text()
+    match = re.search(r"pub const FIELDS: \[&str; \d+\] = \[(.*?)\];", text, re.S)
+    if not match:
+        raise Failure(f"cannot find FIELDS in {CONFIG_RS}")
+    return re.findall(r'"([A-Za-z]+)"', match.group(1))
+
+
+def plugin_configs(docs: list[tuple[Path, dict]]) -> list[tuple[str, dict]]:
+    """(where, config) for every WasmPlugin pluginConfig and ConfigMap plugin config."""
+    found = []
+    for path, doc in docs:
+        if doc.get("kind") == "WasmPlugin":
+            found.append((f"{path.name} {describe(doc)}", doc.get("spec", {}).get("pluginConfig", {})))
+        if doc.get("kind") == "ConfigMap" and "envoy.yaml" in doc.get("data", {}):
+            bootstrap = yaml.safe_load(doc["data"]["envoy.yaml"])
+            for listener in bootstrap.get("static_resources", {}).get("listeners", []):
+                for chain in listener.get("filter_chains", []):
+                    for net_filter in chain.get("filters", []):
+                        hcm = net_filter.get("typed_config", {})
+                        for http_filter in hcm.get("http_filters", []):
+                            if http_filter.get("name") == "envoy.filters.http.wasm":
+                                value = http_filter["typed_config"]["config"]["configuration"]["value"]
+                                found.append((f"{path.name} {describe(doc)}", json.loads(value)))
+    return found
+
+
+def check_plugin_configs(docs: list[tuple[Path, dict]]) -> list[str]:
+    fields = filter_fields()
+    configs = plugin_configs(docs)
+    if len(configs) < 2:
+        raise Failure(f"expected the WasmPlugin's and the ConfigMap's plugin config, found {len(configs)}")
+    for where, config in configs:
+        if list(config) != fields:
+            raise Failure(f"{where}: plugin config fields {list(config)} != filter/src/config.rs FIELDS {fields}")
+    first_where, first = configs[0]
+    for where, config in configs[1:]:
+        if config != first:
+            raise Failure(f"{where}: plugin config differs from {first_where}")
+    return [where for where, _ in configs]
+
+
+# ---------------------------------------------------------------- proxy config
+
+
+def check_proxy_config(docs: list[tuple[Path, dict]]) -> None:
+    patch = yaml.safe_load(PROXY_CONFIG.read_text())
+    annotations = patch["spec"]["template"]["metadata"]["annotations"]
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "client"},
+        "spec": {"selector": {"matchLabels": {"app": "client"}},
+                 "template": {"metadata": {"labels": {"app": "client"}},
+                              "spec": {"containers": [{"name": "client", "image": "client"}]}}},
+    }
+    merge(deployment, patch)
+    validate_kubernetes(deployment)
+    expected_config = yaml.safe_load(annotations["proxy.istio.io/config"])
+    meshed = [(p, d) for p, d in docs
+              if d.get("kind") == "Deployment"
+              and d["spec"]["template"]["metadata"].get("labels", {}).get("ewma-balancer") == "enabled"]
+    if not meshed:
+        raise Failure("no Deployment labelled ewma-balancer: enabled")
+    for path, doc in meshed:
+        got = doc["spec"]["template"]["metadata"].get("annotations", {})
+        got_config = yaml.safe_load(got.get("proxy.istio.io/config", "{}")) or {}
+        got_config.pop("holdApplicationUntilProxyStarts", None)
+        if got_config != expected_config:
+            raise Failure(f"{path.name} {describe(doc)}: proxy.istio.io/config differs from istio/proxy-config.yaml")
+        for key, value in annotations.items():
+            if key != "proxy.istio.io/config" and got.get(key) != value:
+                raise Failure(f"{path.name} {describe(doc)}: annotation {key} differs from istio/proxy-config.yaml")
+
+
+# ---------------------------------------------------------------- one document
+
+
+def is_istio(doc: dict) -> bool:
+    return doc.get("apiVersion", "").partition("/")[0].endswith(".istio.io")
+
+
+def check_document(doc: dict, meta_schema: dict) -> list[str]:
+    """Validates one document; returns what was checked."""
+    checked = []
+    if is_istio(doc):
+        validate_istio(doc, meta_schema)
+        checked.append("Istio 1.30.3 CRD schema")
+    else:
+        validate_kubernetes(doc)
+        checked.append(f"Kubernetes {K8S_VERSION} strict")
+    if doc.get("kind") == "ConfigMap" and "envoy.yaml" in doc.get("data", {}):
+        envoy_validate(doc["data"]["envoy.yaml"], describe(doc))
+        checked.append("envoy --mode validate")
+    if doc.get("kind") == "EnvoyFilter":
+        for i, patch in enumerate(doc["spec"].get("configPatches", [])):
+            if patch.get("applyTo") == "CLUSTER":
+                envoy_validate(istio_like_bootstrap(patch["patch"]["value"]),
+                               f"{describe(doc)} configPatches[{i}] merged into an Istio-like cluster")
+        checked.append("CLUSTER patches: envoy --mode validate")
+    return checked
+
+
+def validate_all(docs: list[tuple[Path, dict]]) -> list[str]:
+    """Every check; returns the failures (empty: all passed)."""
+    failures = []
+    meta_schema = object_meta_schema()
+    for path, doc in docs:
+        where = f"{path.relative_to(ROOT)} {describe(doc)}"
+        try:
+            checked = check_document(doc, meta_schema)
+            print(f"ok    {where}: {', '.join(checked)}")
+        except Failure as failure:
+            failures.append(f"{where}: {failure}")
+            print(f"FAIL  {where}: {failure}")
+    for label, check in [("plugin configs", check_plugin_configs), ("proxy config", check_proxy_config)]:
+        try:
+            result = check(docs)
+            print(f"ok    {label}" + (f": {', '.join(result)} equal, fields = filter/src/config.rs FIELDS" if result else ""))
+        except Failure as failure:
+            failures.append(f"{label}: {failure}")
+            print(f"FAIL  {label}: {failure}")
+    return failures
+
+
+# ---------------------------------------------------------------- self-test
+
+
+def find(docs: list[tuple[Path, dict]], kind: str, name: str | None = None) -> int:
+    for i, (_, doc) in enumerate(docs):
+        if doc.get("kind") == kind and (name is None or doc["metadata"]["name"] == name):
+            return i
+    raise Failure(f"self-test: no {kind} {name or ''} in the manifests")
+
+
+def breakages(docs: list[tuple[Path, dict]]) -> list[tuple[str, Callable[[list], None]]]:
+    def deployment_unknown_field(d):
+        d[find(d, "Deployment", "greeter-server")][1]["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
+
+    def service_bad_type(d):
+        d[find(d, "Service", "greeter-server")][1]["spec"]["ports"][0]["port"] = "eight thousand"
+
+    def wasmplugin_bad_enum(d):
+        d[find(d, "WasmPlugin")][1]["spec"]["failStrategy"] = "FAIL_SOMETIMES"
+
+    def wasmplugin_unknown_field(d):
+        d[find(d, "WasmPlugin")][1]["spec"]["phaze"] = "STATS"
+
+    def virtualservice_unknown_field(d):
+        d[find(d, "VirtualService")][1]["spec"]["http"][0]["fault"]["delay"]["fixedDelai"] = "1s"
+
+    def destinationrule_missing_host(d):
+        del d[find(d, "DestinationRule")][1]["spec"]["host"]
+
+    def istio_metadata_unknown_field(d):
+        d[find(d, "EnvoyFilter")][1]["metadata"]["labelz"] = {"a": "b"}
+
+    def envoy_config_typo(d):
+        cm = d[find(d, "ConfigMap", "greeter-envoy-sidecar")][1]
+        cm["data"]["envoy.yaml"] = cm["data"]["envoy.yaml"].replace("dns_refresh_rate:", "dns_refresh_rat:")
+
+    def envoy_config_missing_module(d):
+        cm = d[find(d, "ConfigMap", "greeter-envoy-sidecar")][1]
+        cm["data"]["envoy.yaml"] = cm["data"]["envoy.yaml"].replace(WASM_IN_POD, "/nonexistent/plugin.wasm")
+
+    def plugin_config_unknown_field(d):
+        d[find(d, "WasmPlugin")][1]["spec"]["pluginConfig"]["decayy"] = "10s"
+
+    def envoyfilter_bad_patch(d):
+        patch = d[find(d, "EnvoyFilter")][1]["spec"]["configPatches"][0]["patch"]
+        patch["value"] = copy.deepcopy(patch["value"])
+        policy = patch["value"]["load_balancing_policy"]["policies"][0]["typed_extension_config"]["typed_config"]
+        policy["override_host_sources"] = [{"headr": "x-ewma-balancer-host"}]
+
+    def proxy_config_drift(d):
+        meta = d[find(d, "Deployment", "greeter-client-istio")][1]["spec"]["template"]["metadata"]
+        meta["annotations"]["proxy.istio.io/config"] = "extraStatTags: [cluster]\n"
+
+    return [
+        ("unknown field in a Deployment container", deployment_unknown_field),
+        ("string port in a Service", service_bad_type),
+        ("bad failStrategy enum in the WasmPlugin", wasmplugin_bad_enum),
+        ("unknown field in the WasmPlugin spec", wasmplugin_unknown_field),
+        ("unknown field in a VirtualService fault", virtualservice_unknown_field),
+        ("DestinationRule without host", destinationrule_missing_host),
+        ("unknown field in an Istio resource's metadata", istio_metadata_unknown_field),
+        ("typo in the sidecar's Envoy config", envoy_config_typo),
+        ("Envoy config naming a missing module", envoy_config_missing_module),
+        ("unknown field in the pluginConfig", plugin_config_unknown_field),
+        ("bad field in the EnvoyFilter's cluster patch", envoyfilter_bad_patch),
+        ("meshed client's proxy config drifted from istio/proxy-config.yaml", proxy_config_drift),
+    ]
+
+
+def self_test(docs: list[tuple[Path, dict]]) -> list[str]:
+    # The unbroken manifests must pass, so each rejection below is the breakage's doing.
+    with open(os.devnull, "w") as devnull:
+        stdout, sys.stdout = sys.stdout, devnull
+        try:
+            baseline = validate_all(docs)
+        finally:
+            sys.stdout = stdout
+    if baseline:
+        return [f"self-test: the unbroken manifests fail already: {baseline[0]}"]
+    failures = []
+    for label, breaks in breakages(docs):
+        broken = copy.deepcopy(docs)
+        breaks(broken)
+        print(f"--- self-test: {label}", flush=True)
+        with open(os.devnull, "w") as devnull:
+            stdout, sys.stdout = sys.stdout, devnull
+            try:
+                found = validate_all(broken)
+            finally:
+                sys.stdout = stdout
+        if found:
+            print(f"ok    rejected: {found[0]}")
+        else:
+            failures.append(f"self-test: a manifest with {label} was accepted")
+            print(f"FAIL  accepted: {label}")
+    return failures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--self-test", action="store_true",
+                        help="check that deliberately broken copies are rejected")
+    args = parser.parse_args()
+    docs = [(path, doc) for path in manifest_files() for doc in load_documents(path)]
+    if not docs:
+        print("no manifests found", file=sys.stderr)
+        return 1
+    failures = self_test(docs) if args.self_test else validate_all(docs)
+    if failures:
+        print(f"\n{len(failures)} failure(s):", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        return 1
+    print(f"\nall {'broken copies rejected' if args.self_test else f'{len(docs)} documents valid'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
