@@ -10,8 +10,8 @@
 //!   counters and gauges to metrics.
 
 use crate::cluster_view::{
-    add_pending, read_record, update_index, update_record, update_record_owned, ClusterView,
-    EndpointView, UpdateError,
+    read_record, update_index, update_record, ClusterView, EndpointView, Observation, UpdateError,
+    MAX_UNFLUSHED_OBSERVATIONS,
 };
 use crate::config::Config;
 use crate::cost::cost;
@@ -26,6 +26,13 @@ use hashbrown::HashMap;
 
 /// Clusters a worker keeps state for; requests to further clusters use the fallback.
 pub const MAX_CLUSTERS: usize = 256;
+
+/// The first and then every `CHECK_EVERY`th pick of an endpoint (per worker) asks the
+/// host to check which endpoint Envoy really used (`upstream.address`, a dear property
+/// read). An endpoint that left the cluster is served by Envoy's fallback policy without
+/// error, so it is noticed within this many picks; the checks in between are skipped.
+/// Failed requests and fallback decisions are always checked by the host.
+pub const CHECK_EVERY: u32 = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -74,8 +81,10 @@ pub struct Balancer {
     decay_ns: f64,
     failure_decay_ns: f64,
     failure_penalty_ns: f64,
-    /// Reused encode buffer for the per-request record write.
+    /// Reused encode buffer for record writes.
     scratch: Vec<u8>,
+    /// Whether the last `Override` should be checked against `upstream.address`.
+    check_last_pick: bool,
 }
 
 impl Balancer {
@@ -90,6 +99,7 @@ impl Balancer {
             rng: SplitMix64::new(seed),
             clusters: HashMap::new(),
             scratch: Vec::with_capacity(crate::record::MAX_RECORD_LEN),
+            check_last_pick: false,
         }
     }
 
@@ -100,6 +110,13 @@ impl Balancer {
     /// This worker's view of a cluster, if it has one (for tests and metrics).
     pub fn view(&self, cluster: &str) -> Option<&ClusterView> {
         self.clusters.get(cluster)
+    }
+
+    /// Whether the completion of the last `Override` should say which endpoint Envoy
+    /// really used (see [`CHECK_EVERY`]). Without it, the outcome is credited to the
+    /// endpoint named.
+    pub fn check_last_pick(&self) -> bool {
+        self.check_last_pick
     }
 
     /// Chooses the endpoint for a new request to `cluster`.
@@ -116,6 +133,7 @@ impl Balancer {
             self.failure_penalty_ns,
         );
         let explore_ratio = self.config.explore_ratio;
+        self.check_last_pick = false;
         let Some(view) = view_mut(&mut self.clusters, &self.prefix, store, metrics, cluster) else {
             return Decision::Fallback(FallbackReason::TooManyClusters);
         };
@@ -147,6 +165,8 @@ impl Balancer {
         view.decisions.overrides += 1;
         let endpoint = &mut view.endpoints[chosen];
         endpoint.unflushed_pending += 1;
+        self.check_last_pick = endpoint.picks % CHECK_EVERY == 0;
+        endpoint.picks = endpoint.picks.wrapping_add(1);
         Decision::Override(endpoint.record.addr.clone())
     }
 
@@ -188,44 +208,48 @@ impl Balancer {
             return effect;
         };
 
-        let failed = c.outcome.is_endpoint_failure();
-        let success = c.outcome.is_success();
-        let (latency, now) = (c.latency as f64, c.now);
-        let position = view.position(target);
-        let delta = position.map_or(0, |i| view.endpoints[i].unflushed_pending);
-        let apply = move |r: &mut EndpointRecord| {
-            r.pending = add_pending(r.pending, delta);
-            r.latency.observe(latency, now, decay);
-            r.failure.record(failed, now, failure_decay);
-            r.last_seen = r.last_seen.max(now);
-            r.requests = r.requests.saturating_add(1);
-            r.failures = r.failures.saturating_add(u64::from(!success));
+        let observation = Observation {
+            latency_ns: c.latency as f64,
+            failed: c.outcome.is_endpoint_failure(),
+            unsuccessful: !c.outcome.is_success(),
+            now: c.now,
         };
-
-        let updated = match position {
-            Some(i) => {
-                let e = &mut view.endpoints[i];
-                let addr = std::mem::take(&mut e.record.addr);
-                match update_record_owned(store, &e.key, addr, &apply, scratch) {
-                    Ok(record) => {
-                        e.record = record;
-                        e.unflushed_pending = 0;
-                        true
-                    }
-                    Err((UpdateError::Contended, addr)) => {
-                        e.record.addr = addr;
-                        true
-                    }
-                    Err((UpdateError::Missing, _)) => {
-                        view.remove(target);
-                        false
+        let apply = |r: &mut EndpointRecord| observation.apply(r, decay, failure_decay);
+        let position = view.position(target);
+        // A known endpoint: the observation counts in this worker's view at once and goes
+        // to shared data with the next flush (the tick, or a full buffer).
+        let updated = match position.and_then(|i| view.endpoints.get_mut(i)) {
+            Some(e) => {
+                apply(&mut e.record);
+                e.unflushed.push(observation);
+                if e.unflushed.len() < MAX_UNFLUSHED_OBSERVATIONS {
+                    true
+                } else {
+                    match e.flush(store, decay, failure_decay, scratch) {
+                        Ok(()) => true,
+                        Err(UpdateError::Contended) => {
+                            // Shared data keeps refusing: the observations still count
+                            // here; stop holding more than a few buffers' worth.
+                            if e.unflushed.len() >= 4 * MAX_UNFLUSHED_OBSERVATIONS {
+                                e.unflushed.clear();
+                            }
+                            true
+                        }
+                        Err(UpdateError::Missing) => {
+                            view.remove(target);
+                            false
+                        }
                     }
                 }
             }
             None => false,
         };
         if !updated {
-            let initial = if c.latency > 0 { latency } else { default_rtt };
+            let initial = if c.latency > 0 {
+                observation.latency_ns
+            } else {
+                default_rtt
+            };
             if learn(
                 store,
                 metrics,
@@ -233,7 +257,7 @@ impl Balancer {
                 prefix,
                 target,
                 initial,
-                now,
+                c.now,
                 max_endpoints,
                 &apply,
             ) {
@@ -248,7 +272,7 @@ impl Balancer {
         };
         if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
             e.unflushed_requests += 1;
-            e.unflushed_failures += u64::from(!success);
+            e.unflushed_failures += u64::from(observation.unsuccessful);
             if let Some(id) = e.metric_ids.latency {
                 metrics.record(id, c.latency / 1_000);
             }
@@ -260,8 +284,10 @@ impl Balancer {
     /// for `endpointTtl`, flush counters and gauges.
     pub fn tick(&mut self, store: &dyn SharedStore, metrics: &mut dyn Metrics, now: Nanos) {
         let (decay, ttl, prefix) = (self.decay_ns, self.config.endpoint_ttl, &self.prefix);
+        let decays = (decay, self.failure_decay_ns);
+        let scratch = &mut self.scratch;
         for view in self.clusters.values_mut() {
-            view.sync(store, metrics, prefix);
+            view.sync(store, metrics, prefix, decays, scratch);
             let expired: Vec<String> = view
                 .endpoints
                 .iter()
@@ -297,7 +323,8 @@ fn view_mut<'a>(
             return None;
         }
         let mut view = ClusterView::new(prefix, cluster);
-        view.sync(store, metrics, prefix);
+        // A new view has nothing of its own to write, so the decays are not used.
+        view.sync(store, metrics, prefix, (0.0, 0.0), &mut Vec::new());
         clusters.insert(cluster.into(), view);
     }
     clusters.get_mut(cluster)
@@ -394,15 +421,7 @@ fn learn(
             }
         }
     };
-    view.push(EndpointView {
-        slot,
-        key,
-        metric_ids: EndpointMetricIds::define(metrics, &view.name, addr),
-        record,
-        unflushed_pending: 0,
-        unflushed_requests: 0,
-        unflushed_failures: 0,
-        last_gauges: None,
-    });
+    let metric_ids = EndpointMetricIds::define(metrics, &view.name, addr);
+    view.push(EndpointView::new(slot, key, record, metric_ids));
     true
 }

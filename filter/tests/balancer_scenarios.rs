@@ -323,8 +323,12 @@ fn pending_counts_are_exact_across_two_workers() {
             other.balancer.tick(&store, &mut other.metrics, now);
         }
     }
-    a.balancer.tick(&store, &mut a.metrics, now);
-    b.balancer.tick(&store, &mut b.metrics, now);
+    // Each worker writes its completions on its tick and reads the others' there: after
+    // one round every change is in shared data, after the second every view has it.
+    for _ in 0..2 {
+        a.balancer.tick(&store, &mut a.metrics, now);
+        b.balancer.tick(&store, &mut b.metrics, now);
+    }
     for addr in ["10.0.0.1:80", "10.0.0.2:80"] {
         assert_eq!(a.pending(addr), 0, "{addr}");
         assert_eq!(b.pending(addr), 0, "{addr}");
@@ -411,4 +415,90 @@ fn metrics_count_every_request_and_failure_after_a_tick() {
     let latency = "cluster=.=greeter;.;endpoint=.=10.0.0.1:80;.;ewma_balancer_latency_us";
     assert_eq!(w.metrics.samples[latency].len(), counts["10.0.0.1:80"]);
     assert!(w.metrics.samples[latency].iter().all(|&us| us == 1_000));
+}
+
+/// A store that counts writes, to check how often the per-request path touches it.
+#[derive(Default)]
+struct CountingStore {
+    inner: MemoryStore,
+    sets: std::cell::Cell<usize>,
+}
+
+impl SharedStore for CountingStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.inner.get(key)
+    }
+
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: u32,
+    ) -> Result<(), ewma_balancer::store::StoreError> {
+        self.sets.set(self.sets.get() + 1);
+        self.inner.set(key, value, cas)
+    }
+}
+
+#[test]
+fn completions_reach_shared_data_on_the_tick_in_one_write_per_endpoint() {
+    let store = CountingStore::default();
+    let mut a = Worker::new(Config::default(), 1);
+    let mut b = Worker::new(Config::default(), 2);
+    for (i, addr) in ["10.0.0.1:80", "10.0.0.2:80"].into_iter().enumerate() {
+        a.complete(&store, None, Some(addr), MS, Outcome::Success, i as Nanos);
+    }
+    let before = store.sets.get();
+    for i in 0..40 {
+        let addr = if i % 2 == 0 {
+            "10.0.0.1:80"
+        } else {
+            "10.0.0.2:80"
+        };
+        a.complete(&store, Some(addr), None, 2 * MS, Outcome::Success, SEC + i);
+    }
+    assert_eq!(
+        store.sets.get(),
+        before,
+        "a completion wrote to shared data"
+    );
+    a.balancer.tick(&store, &mut a.metrics, 2 * SEC);
+    assert_eq!(store.sets.get(), before + 2, "one write per endpoint");
+    b.pick(&store, 2 * SEC);
+    let requests: Vec<u64> = b
+        .balancer
+        .view(CLUSTER)
+        .unwrap()
+        .endpoints
+        .iter()
+        .map(|e| e.record.requests)
+        .collect();
+    assert_eq!(requests, vec![21, 21], "learning request + 20 each");
+}
+
+#[test]
+fn a_full_buffer_of_completions_is_written_without_waiting_for_the_tick() {
+    let store = CountingStore::default();
+    let mut a = Worker::new(Config::default(), 1);
+    for (i, addr) in ["10.0.0.1:80", "10.0.0.2:80"].into_iter().enumerate() {
+        a.complete(&store, None, Some(addr), MS, Outcome::Success, i as Nanos);
+    }
+    let before = store.sets.get();
+    let full = ewma_balancer::cluster_view::MAX_UNFLUSHED_OBSERVATIONS as u64;
+    for i in 0..full {
+        a.complete(
+            &store,
+            Some("10.0.0.1:80"),
+            None,
+            MS,
+            Outcome::Success,
+            SEC + i,
+        );
+    }
+    assert_eq!(store.sets.get(), before + 1);
+    let mut b = Worker::new(Config::default(), 2);
+    b.pick(&store, 2 * SEC);
+    let seen = b.balancer.view(CLUSTER).unwrap();
+    let e = &seen.endpoints[seen.position("10.0.0.1:80").unwrap()];
+    assert_eq!(e.record.requests, 1 + full);
 }

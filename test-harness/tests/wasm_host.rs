@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::type_complexity)]
 
+use ewma_balancer::balancer::CHECK_EVERY;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -132,7 +133,7 @@ fn a_fast_failing_endpoint_is_avoided() {
 }
 
 #[test]
-fn an_endpoint_that_left_is_forgotten_on_the_first_mismatch() {
+fn an_endpoint_that_left_is_forgotten_within_a_bounded_number_of_picks() {
     let host = host();
     let mut s = Scenario::new(vec![
         Endpoint::new(addr(0), ms(1)),
@@ -144,7 +145,9 @@ fn an_endpoint_that_left_is_forgotten_on_the_first_mismatch() {
     s.interval = ms(2);
     let run = s.run(&host).unwrap();
     let gone = addr(2);
-    // Each worker names it at most once after it left: the mismatch makes it forget.
+    // Each worker names it at most CHECK_EVERY times after it left: the next checked
+    // pick reads `upstream.address`, sees the mismatch and forgets it. (Envoy serves the
+    // named-but-gone endpoint's requests from its fallback, so none of them fails.)
     for worker in 0..2 {
         let named_after = run
             .requests
@@ -154,7 +157,7 @@ fn an_endpoint_that_left_is_forgotten_on_the_first_mismatch() {
             })
             .count();
         assert!(
-            named_after <= 1,
+            named_after <= CHECK_EVERY as usize,
             "worker {worker} named the departed endpoint {named_after} times"
         );
     }

@@ -21,6 +21,8 @@ pub struct Request {
 
 struct Tracked {
     cluster: String,
+    /// Whether `on_log` must read `upstream.address` (see [`reads_upstream_address`]).
+    read_actual: bool,
     chosen: Option<String>,
     grpc: bool,
     started: Nanos,
@@ -34,6 +36,14 @@ impl Request {
             tracked: None,
         }
     }
+}
+
+/// `upstream.address` (a dear property read) is read when the filter named no endpoint
+/// (the fallback chose, and the filter learns from it), when the request failed (the
+/// endpoint may be gone), and when the balancer asks for a check (see
+/// `balancer::CHECK_EVERY`). Otherwise the outcome is credited to the endpoint named.
+fn reads_upstream_address(fallback_or_check: bool, outcome: Outcome) -> bool {
+    fallback_or_check || !outcome.is_success()
 }
 
 fn is_grpc(content_type: Option<&[u8]>) -> bool {
@@ -74,6 +84,7 @@ impl HttpContext for Request {
             }
         };
         self.tracked = Some(Tracked {
+            read_actual: chosen.is_none() || w.balancer.check_last_pick(),
             cluster,
             chosen,
             grpc,
@@ -95,12 +106,9 @@ impl HttpContext for Request {
         let Ok(mut w) = self.worker.try_borrow_mut() else {
             return;
         };
-        let finished = now();
-        let latency = t
-            .first_response
-            .unwrap_or(finished)
-            .saturating_sub(t.started);
-        let actual = property_text(&["upstream", "address"]);
+        // The time of the first response byte doubles as "now": one clock read saved.
+        let finished = t.first_response.unwrap_or_else(now);
+        let latency = finished.saturating_sub(t.started);
         let grpc_status =
             property_int(&["response", "grpc_status"]).and_then(|c| u32::try_from(c).ok());
         // With a gRPC status the HTTP code adds nothing (Envoy answers gRPC with 200).
@@ -116,6 +124,11 @@ impl HttpContext for Request {
             grpc: t.grpc,
         };
         let outcome = Outcome::judge(facts, &w.balancer.config().failure_grpc_codes);
+        let actual = if reads_upstream_address(t.read_actual, outcome) {
+            property_text(&["upstream", "address"])
+        } else {
+            None
+        };
         w.balancer.complete(
             &HostStore,
             &mut HostMetrics,
