@@ -2,6 +2,9 @@
 //! semantics and a virtual clock: whole scenarios in milliseconds, with literal
 //! expectations. (The built .wasm is exercised in a real Envoy by test-harness.)
 
+// Test code: unwrapping is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use ewma_balancer::balancer::{Balancer, Completion, Decision, FallbackReason};
 use ewma_balancer::config::Config;
 use ewma_balancer::metrics::{MetricKind, Metrics};
