@@ -18,7 +18,7 @@ export ENVOY_BIN
 ENVOY_DEP :=
 endif
 
-.PHONY: all setup toolchain venv wasm build demo bench bench-publish test lint unit fuzz fuzz-smoke e2e validate clean
+.PHONY: all setup toolchain venv wasm build demo bench bench-publish test lint unit fuzz fuzz-smoke e2e validate validate-manifests clean
 
 all: build
 
@@ -87,7 +87,20 @@ fuzz-smoke:
 e2e: wasm venv
 	cargo test --release -p test-harness
 
-test: setup lint unit fuzz-smoke wasm e2e
+# Offline checks of kubernetes/ and istio/: Kubernetes 1.33 strict schemas, Istio CRD
+# schemas (istio/schemas/), `envoy --mode validate` of the Envoy configs in ConfigMaps and
+# of the EnvoyFilter's patch, then the same on deliberately broken copies, which must fail.
+VALIDATE_TOOLS := $(VENV)/.validate-tools
+$(VALIDATE_TOOLS):
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "kubernetes-validate==1.37.0" "jsonschema==4.26.0" "pyyaml==6.0.3"
+	touch $@
+
+validate-manifests: $(VALIDATE_TOOLS) wasm venv
+	$(VENV)/bin/python scripts/validate_manifests.py
+	$(VENV)/bin/python scripts/validate_manifests.py --self-test
+
+test: setup lint unit fuzz-smoke wasm e2e validate-manifests
 
 clean:
 	cargo clean
