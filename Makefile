@@ -18,7 +18,7 @@ export ENVOY_BIN
 ENVOY_DEP :=
 endif
 
-.PHONY: all setup toolchain venv wasm build demo bench bench-publish test lint unit fuzz fuzz-smoke e2e validate validate-manifests clean
+.PHONY: all setup toolchain venv wasm build demo bench bench-publish test lint unit fuzz fuzz-smoke e2e validate validate-manifests scale clean
 
 all: build
 
@@ -58,6 +58,13 @@ bench: build venv
 # Copies the latest target/bench results into README.md and docs/bench/latency.svg.
 bench-publish:
 	cargo run --release -q -p test-harness --bin bench -- --publish
+
+# The dynamic Envoy's greeter endpoints (envoy-configs/dynamic): writes a new
+# endpoints/greeter.yaml and renames it over the old one; Envoy applies it at once.
+#   make scale PORTS=50051,50052,50053,50054
+scale:
+	@test -n "$(PORTS)" || { echo "usage: make scale PORTS=50051,50052,50053[,...]" >&2; exit 2; }
+	scripts/scale-greeter.sh "$(PORTS)"
 
 lint: toolchain
 	cargo fmt --all -- --check

@@ -76,16 +76,33 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Messages echo the operator's text: clipped, so that a huge value cannot make
+        // a huge log line. An unknown field's name is also Debug-quoted, so that it
+        // cannot break the line either (`{"\nx":1}`); values are echoed as JSON.
+        let message = clip(&self.message, MAX_ECHO);
         if self.field.is_empty() {
-            write!(f, "invalid plugin configuration: {}", self.message)
+            write!(f, "invalid plugin configuration: {message}")
         } else {
-            write!(
-                f,
-                "invalid plugin configuration: field \"{}\": {}",
-                self.field, self.message
-            )
+            let field = format!("{:?}", self.field);
+            let field = clip(&field, MAX_ECHO);
+            write!(f, "invalid plugin configuration: field {field}: {message}")
         }
     }
+}
+
+/// The most of a message or field name an error line shows, in bytes.
+const MAX_ECHO: usize = 256;
+
+/// `text`, cut at a character boundary at most `max` bytes in, marked when cut.
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len()).into()
 }
 
 /// The accepted fields, in the order the README documents them.
@@ -285,6 +302,7 @@ impl Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invalid_configs::INVALID_CONFIGS;
 
     fn parse(json: &str) -> Result<Config, String> {
         Config::parse(Some(json.as_bytes())).map_err(|e| e.to_string())
@@ -332,35 +350,29 @@ mod tests {
         );
     }
 
-    /// Each invalid input and the exact line the filter logs for it (the README's table).
-    pub const INVALID: &[(&str, &str)] = &[
-        ("[1,2]", "invalid plugin configuration: expected a JSON object, got an array"),
-        ("{\"decay\":", "invalid plugin configuration: not valid JSON: EOF while parsing a value at line 1 column 9"),
-        ("{\"dcay\":\"10s\"}", "invalid plugin configuration: field \"dcay\": unknown field; accepted fields are overrideHeader, defaultRtt, decay, failurePenalty, failureDecay, exploreRatio, endpointTtl, maxEndpoints, refreshInterval, balanceAllHttp, failureGrpcCodes"),
-        ("{\"decay\":10}", "invalid plugin configuration: field \"decay\": expected a duration string between 100ms and 1h (like \"10s\"), got a number"),
-        ("{\"decay\":\"-5s\"}", "invalid plugin configuration: field \"decay\": expected a duration string between 100ms and 1h, got \"-5s\": expected a number followed by a unit, like \"30ms\""),
-        ("{\"decay\":\"0s\"}", "invalid plugin configuration: field \"decay\": expected a duration string between 100ms and 1h, got \"0s\""),
-        ("{\"defaultRtt\":\"NaNms\"}", "invalid plugin configuration: field \"defaultRtt\": expected a duration string between 1ms and 1m, got \"NaNms\": expected a number followed by a unit, like \"30ms\""),
-        ("{\"defaultRtt\":\"500us\"}", "invalid plugin configuration: field \"defaultRtt\": expected a duration string between 1ms and 1m, got \"500us\""),
-        ("{\"exploreRatio\":\"0.1\"}", "invalid plugin configuration: field \"exploreRatio\": expected a number between 0 and 0.5, got \"0.1\""),
-        ("{\"exploreRatio\":1.5}", "invalid plugin configuration: field \"exploreRatio\": expected a number between 0 and 0.5, got 1.5"),
-        ("{\"maxEndpoints\":100000000}", "invalid plugin configuration: field \"maxEndpoints\": expected an integer between 2 and 65535, got 100000000"),
-        ("{\"maxEndpoints\":-1}", "invalid plugin configuration: field \"maxEndpoints\": expected an integer between 2 and 65535, got -1"),
-        ("{\"overrideHeader\":\"\"}", "invalid plugin configuration: field \"overrideHeader\": expected a lowercase HTTP header name of 1 to 100 characters from a-z, 0-9, '-' and '_', not starting with ':', got \"\""),
-        ("{\"overrideHeader\":\":authority\"}", "invalid plugin configuration: field \"overrideHeader\": expected a lowercase HTTP header name of 1 to 100 characters from a-z, 0-9, '-' and '_', not starting with ':', got \":authority\""),
-        ("{\"balanceAllHttp\":\"yes\"}", "invalid plugin configuration: field \"balanceAllHttp\": expected true or false, got \"yes\""),
-        ("{\"failureGrpcCodes\":[0]}", "invalid plugin configuration: field \"failureGrpcCodes\": expected an array of distinct gRPC status codes between 1 and 16 (at most 16 entries), got [0]"),
-        ("{\"refreshInterval\":null}", "invalid plugin configuration: field \"refreshInterval\": expected a duration string between 10ms and 1m (like \"250ms\"), got null"),
-    ];
-
     #[test]
     fn each_invalid_config_is_rejected_with_its_exact_message() {
-        for (input, expected) in INVALID {
+        for (input, expected) in INVALID_CONFIGS {
             assert_eq!(
                 parse(input).err().as_deref(),
                 Some(*expected),
                 "input {input}"
             );
+        }
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_and_cut_so_the_error_stays_one_short_line() {
+        for input in [
+            "{\"\\nx\":1}".to_string(),
+            "{\"decay\":\"1\\n2s\"}".to_string(),
+            format!("{{\"overrideHeader\":\"{}\"}}", "x".repeat(1 << 20)),
+            format!("{{\"{}\":1}}", "y".repeat(1 << 20)),
+        ] {
+            let line = parse(&input).err().unwrap_or_default();
+            assert!(line.starts_with("invalid plugin configuration: "), "{line}");
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.len() <= 600, "{} bytes", line.len());
         }
     }
 

@@ -26,6 +26,7 @@ pub mod cost;
 pub mod duration;
 pub mod failure_score;
 pub mod index;
+pub mod invalid_configs;
 pub mod metrics;
 pub mod outcome;
 pub mod p2c;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use test_harness::load::{run_load, LoadSpec, DEFAULT_TARGET};
+use test_harness::loadgen::{run_loadgen, LoadgenSpec, Tally};
 use test_harness::report::LoadReport;
 use test_harness::support::{
     repo_root, EnvoyOptions, EnvoyProcess, Greeter, GreeterProcess, BACKEND_PORTS,
@@ -129,4 +130,87 @@ impl Drop for SteadyLoad {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Open-loop load at `qps` for `duration`, in the background, reported every
+/// `interval`: the tallies of the intervals in order, then the whole run.
+pub fn open_load(
+    qps: f64,
+    duration: Duration,
+    interval: Duration,
+    headers: &[&str],
+) -> tokio::task::JoinHandle<(Vec<Tally>, Tally)> {
+    let spec = LoadgenSpec {
+        interval,
+        timeout: Duration::from_secs(10),
+        headers: headers.iter().map(|h| h.parse().unwrap()).collect(),
+        ..LoadgenSpec::open(DEFAULT_TARGET, qps, duration)
+    };
+    tokio::spawn(async move {
+        let mut intervals = Vec::new();
+        let report = run_loadgen(&spec, |i| intervals.push(i.tally.clone()))
+            .await
+            .unwrap();
+        (intervals, report.tally)
+    })
+}
+
+/// The tallies of `intervals[from..to]` merged.
+pub fn merged(intervals: &[Tally], from: usize, to: usize) -> Tally {
+    let mut all = Tally::new();
+    for t in &intervals[from.min(intervals.len())..to.min(intervals.len())] {
+        all.merge(t);
+    }
+    all
+}
+
+/// Upstream requests Envoy sent to each greeter endpoint so far (admin `/clusters`).
+pub fn upstream_requests(envoy: &EnvoyProcess) -> std::collections::BTreeMap<String, u64> {
+    let text = envoy.admin_get("/clusters").unwrap();
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("greeter::")?;
+            let (addr, count) = rest.split_once("::rq_total::")?;
+            Some((addr.to_owned(), count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of the filter's counter `metric` over all endpoints (admin `/stats`).
+pub fn filter_counter_sum(envoy: &EnvoyProcess, metric: &str) -> u64 {
+    let text = envoy.admin_get(&format!("/stats?filter={metric}")).unwrap();
+    text.lines()
+        .filter_map(|l| l.rsplit_once(": "))
+        .filter(|(name, _)| name.ends_with(metric))
+        .filter_map(|(_, value)| value.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// A copy of a static config with its commented-out `retry_policy` block switched on.
+pub fn with_retries_enabled(config: &str) -> PathBuf {
+    let text = std::fs::read_to_string(static_config(config)).unwrap();
+    let mut out = Vec::new();
+    let mut in_block = false;
+    let mut enabled = 0;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if trimmed == "# retry_policy:" {
+            in_block = true;
+        } else if in_block && !trimmed.starts_with("#   ") {
+            in_block = false;
+        }
+        if in_block {
+            out.push(format!("{indent}{}", &trimmed[2..]));
+            enabled += 1;
+        } else {
+            out.push(line.to_owned());
+        }
+    }
+    assert!(enabled >= 3, "{config} has no commented retry_policy block");
+    let dir = repo_root().join("target/e2e-configs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("retries-{config}"));
+    std::fs::write(&path, out.join("\n")).unwrap();
+    path
 }
