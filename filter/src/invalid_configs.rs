@@ -8,7 +8,7 @@ pub const INVALID_CONFIGS: &[(&str, &str)] = &[
     ("[1,2]", "invalid plugin configuration: expected a JSON object, got an array"),
     ("{\"decay\":", "invalid plugin configuration: not valid JSON: EOF while parsing a value at line 1 column 9"),
     ("{\"dcay\":\"10s\"}", "invalid plugin configuration: field \"dcay\": unknown field; accepted fields are overrideHeader, defaultRtt, decay, failurePenalty, failureDecay, exploreRatio, endpointTtl, maxEndpoints, refreshInterval, balanceAllHttp, failureGrpcCodes"),
-    ("{\"decay\":10}", "invalid plugin configuration: field \"decay\": expected a duration string between 100ms and 1h (like \"10s\"), got a number"),
+    ("{\"decay\":10}", "invalid plugin configuration: field \"decay\": expected a duration string between 100ms and 1h (like \"2s\"), got a number"),
     ("{\"decay\":\"-5s\"}", "invalid plugin configuration: field \"decay\": expected a duration string between 100ms and 1h, got \"-5s\": expected a number followed by a unit, like \"30ms\""),
     ("{\"decay\":\"0s\"}", "invalid plugin configuration: field \"decay\": expected a duration string between 100ms and 1h, got \"0s\""),
     ("{\"defaultRtt\":\"NaNms\"}", "invalid plugin configuration: field \"defaultRtt\": expected a duration string between 1ms and 1m, got \"NaNms\": expected a number followed by a unit, like \"30ms\""),
