@@ -294,9 +294,10 @@ impl ClusterView {
     }
 
     /// Brings the view in step with shared data: reloads the index, writes this worker's
-    /// unflushed pending changes and observations, re-reads every other record, and drops entries whose record
-    /// has been missing for two syncs in a row. Cost grows with the number of endpoints;
-    /// it runs on the tick, never per request.
+    /// unflushed pending changes and observations (taking the merged record back),
+    /// re-reads every other record, and drops entries whose record has been missing for
+    /// two syncs in a row. Cost grows with the number of endpoints; it runs on the tick,
+    /// never per request.
     pub fn sync(
         &mut self,
         store: &dyn SharedStore,

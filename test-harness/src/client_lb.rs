@@ -21,7 +21,7 @@ use tonic::{transport::Channel, Status};
 
 use crate::{
     dns_round_robin::DnsRoundRobin,
-    load::{connect, say_hello, LoadError, LoadSpec},
+    load::{collect_report, connect, say_hello, LoadError, LoadSpec},
     pb::greeter_client::GreeterClient,
     report::{CallOutcome, LoadReport},
 };
@@ -82,7 +82,7 @@ impl Channels {
 pub async fn run_load_balanced(
     spec: &LoadSpec,
     lb: &ClientLb,
-    mut observe: impl FnMut(&CallOutcome),
+    observe: impl FnMut(&CallOutcome),
 ) -> Result<LoadReport, LoadError> {
     if spec.concurrency == 0 || spec.connections == 0 {
         return Err(LoadError::InvalidSpec(
@@ -96,7 +96,7 @@ pub async fn run_load_balanced(
         }
     });
     let issued = Arc::new(AtomicU64::new(0));
-    let (outcomes_tx, mut outcomes) = mpsc::channel(spec.concurrency);
+    let (outcomes_tx, outcomes) = mpsc::channel(spec.concurrency);
     let mut workers = JoinSet::new();
 
     let started = Instant::now();
@@ -128,11 +128,5 @@ pub async fn run_load_balanced(
     }
     drop(outcomes_tx);
 
-    let mut report = LoadReport::new();
-    while let Some(outcome) = outcomes.recv().await {
-        observe(&outcome);
-        report.record(&outcome);
-    }
-    report.set_duration(started.elapsed());
-    Ok(report)
+    Ok(collect_report(outcomes, started, observe).await)
 }

@@ -147,12 +147,12 @@ pub async fn run_load(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
 /// (in completion order), and reports what happened.
 pub async fn run_load_observed(
     spec: &LoadSpec,
-    mut observe: impl FnMut(&CallOutcome),
+    observe: impl FnMut(&CallOutcome),
 ) -> Result<LoadReport, LoadError> {
     spec.check()?;
     let channels = connect(&spec.target, spec.connections).await?;
     let issued = Arc::new(AtomicU64::new(0));
-    let (outcomes_tx, mut outcomes) = mpsc::channel(spec.concurrency);
+    let (outcomes_tx, outcomes) = mpsc::channel(spec.concurrency);
     let mut workers = JoinSet::new();
 
     let started = Instant::now();
@@ -170,13 +170,23 @@ pub async fn run_load_observed(
     }
     drop(outcomes_tx);
 
+    Ok(collect_report(outcomes, started, observe).await)
+}
+
+/// Drains `outcomes` until every sender is gone, handing each to `observe`, into a
+/// report that lasted from `started` until then.
+pub(crate) async fn collect_report(
+    mut outcomes: mpsc::Receiver<CallOutcome>,
+    started: Instant,
+    mut observe: impl FnMut(&CallOutcome),
+) -> LoadReport {
     let mut report = LoadReport::new();
     while let Some(outcome) = outcomes.recv().await {
         observe(&outcome);
         report.record(&outcome);
     }
     report.set_duration(started.elapsed());
-    Ok(report)
+    report
 }
 
 /// Opens `connections` independent HTTP/2 connections to `target`.

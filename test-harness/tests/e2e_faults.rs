@@ -106,14 +106,7 @@ async fn a_killed_backend_costs_a_fraction_of_round_robins_failures_and_is_reuse
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fast_failing_backend_gets_at_most_two_percent_of_requests() {
     let _ports = fixed_ports_lock();
-    let _greeters = [
-        Greeter::on(50051).spawn(GREETER_SERVER).unwrap(),
-        Greeter::on(50052).spawn(GREETER_SERVER).unwrap(),
-        Greeter::on(50053)
-            .fail_rate(1.0)
-            .spawn(GREETER_SERVER)
-            .unwrap(),
-    ];
+    let _greeters = greeters_with_third(|g| g.fail_rate(1.0));
     let mut shares = Vec::new();
     for (config, name) in [
         ("round-robin.yaml", "faults-ff-rr"),
@@ -151,11 +144,7 @@ async fn a_fast_failing_backend_gets_at_most_two_percent_of_requests() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backend_that_never_answers_times_out_per_route_and_is_avoided() {
     let _ports = fixed_ports_lock();
-    let _greeters = [
-        Greeter::on(50051).spawn(GREETER_SERVER).unwrap(),
-        Greeter::on(50052).spawn(GREETER_SERVER).unwrap(),
-        Greeter::on(50053).hang().spawn(GREETER_SERVER).unwrap(),
-    ];
+    let _greeters = greeters_with_third(|g| g.hang());
     let mut results = Vec::new();
     for (config, name) in [
         ("round-robin.yaml", "faults-hang-rr"),
@@ -211,14 +200,7 @@ async fn a_backend_that_never_answers_times_out_per_route_and_is_avoided() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_workers_count_exactly_what_the_client_sent() {
     let _ports = fixed_ports_lock();
-    let _greeters = [
-        Greeter::on(50051).spawn(GREETER_SERVER).unwrap(),
-        Greeter::on(50052).spawn(GREETER_SERVER).unwrap(),
-        Greeter::on(50053)
-            .fail_rate(0.2)
-            .spawn(GREETER_SERVER)
-            .unwrap(),
-    ];
+    let _greeters = greeters_with_third(|g| g.fail_rate(0.2));
     let envoy = start_envoy(static_config("ewma.yaml"), "faults-count");
     let report = calls(5000, 32, &[]).await;
     assert_eq!(report.total(), 5000);

@@ -46,17 +46,21 @@ pub fn static_config(name: &str) -> PathBuf {
 
 /// Three greeters on 50051-50053; the third answers `slow_by` later than the others.
 pub fn three_greeters(slow_by: Duration) -> Vec<GreeterProcess> {
-    BACKEND_PORTS
-        .iter()
-        .map(|&port| {
-            let g = Greeter::on(port);
-            let g = if port == 50053 && !slow_by.is_zero() {
-                g.delay(slow_by)
-            } else {
-                g
-            };
-            g.spawn(GREETER_SERVER).unwrap()
-        })
+    greeters_with_third(|g| {
+        if slow_by.is_zero() {
+            g
+        } else {
+            g.delay(slow_by)
+        }
+    })
+}
+
+/// Three greeters on 50051-50053; the third is made what `third` makes of it.
+pub fn greeters_with_third(third: impl FnOnce(Greeter) -> Greeter) -> Vec<GreeterProcess> {
+    let [a, b, c] = BACKEND_PORTS;
+    [Greeter::on(a), Greeter::on(b), third(Greeter::on(c))]
+        .into_iter()
+        .map(|g| g.spawn(GREETER_SERVER).unwrap())
         .collect()
 }
 
