@@ -177,6 +177,16 @@ impl Config {
 /// Typed access to the fields of the JSON object, each error naming its field.
 struct Fields<'a>(&'a Map<String, Value>);
 
+/// A non-negative whole number, also when written as a float: Istio hands `pluginConfig`
+/// over as a protobuf `Struct`, whose numbers are doubles, so `1024` may arrive as
+/// `1024.0`. `1024.5`, negatives and non-numbers are not whole numbers.
+fn as_whole_number(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        let f = v.as_f64()?;
+        (f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f)).then_some(f as u64)
+    })
+}
+
 fn err(field: &str, message: String) -> ConfigError {
     ConfigError {
         field: field.into(),
@@ -245,7 +255,7 @@ impl Fields<'_> {
         let Some(v) = self.0.get(name) else {
             return Ok(default);
         };
-        match v.as_u64() {
+        match as_whole_number(v) {
             Some(x) if (min..=max).contains(&x) => Ok(x),
             _ => Err(err(
                 name,
@@ -292,7 +302,7 @@ impl Fields<'_> {
         };
         let mut codes = Vec::with_capacity(items.len());
         for item in items {
-            match item.as_u64() {
+            match as_whole_number(item) {
                 Some(c @ 1..=16) if !codes.contains(&(c as u32)) && codes.len() < 16 => {
                     codes.push(c as u32)
                 }
@@ -378,6 +388,15 @@ mod tests {
             assert!(!line.contains('\n'), "{line}");
             assert!(line.len() <= 600, "{} bytes", line.len());
         }
+    }
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_integers_as_istio_sends_them() {
+        let c = parse(r#"{"maxEndpoints":1024.0,"failureGrpcCodes":[14.0,8]}"#);
+        assert_eq!(c.as_ref().map(|c| c.max_endpoints), Ok(1024));
+        assert_eq!(c.map(|c| c.failure_grpc_codes), Ok(vec![14, 8]));
+        assert!(parse(r#"{"maxEndpoints":1024.5}"#).is_err());
+        assert!(parse(r#"{"failureGrpcCodes":[14.5]}"#).is_err());
     }
 
     #[test]

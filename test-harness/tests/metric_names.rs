@@ -319,6 +319,19 @@ fn every_envoy_config_that_loads_the_filter_extracts_its_labels_and_buckets() {
         if !text.contains("ewma_balancer.wasm") {
             continue;
         }
+        // A file of xDS resources (envoy-configs/dynamic/lds.yaml) gets its stats
+        // settings from the bootstrap beside it.
+        let is_bootstrap = text
+            .lines()
+            .any(|l| l.starts_with("static_resources:") || l.starts_with("dynamic_resources:"));
+        let (path, text) = if is_bootstrap {
+            (path, text)
+        } else {
+            let bootstrap = path.with_file_name("envoy.yaml");
+            let text = fs::read_to_string(&bootstrap)
+                .unwrap_or_else(|e| panic!("{}: no bootstrap beside it: {e}", path.display()));
+            (bootstrap, text)
+        };
         for regex in TAG_REGEXES {
             assert!(
                 text.contains(regex),
