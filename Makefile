@@ -18,7 +18,7 @@ export ENVOY_BIN
 ENVOY_DEP :=
 endif
 
-.PHONY: all setup toolchain venv wasm build demo bench bench-publish test lint unit fuzz fuzz-smoke e2e validate validate-manifests scale clean
+.PHONY: fuzz-tool all setup toolchain venv wasm build demo bench bench-publish test lint unit fuzz fuzz-smoke e2e validate validate-manifests scale clean
 
 all: build
 
@@ -75,20 +75,34 @@ unit:
 	cargo test -p ewma-balancer
 
 # Fuzzing (docs/fuzzing.md): libFuzzer on the stable toolchain (--sanitizer none).
-# `make fuzz-smoke` runs each target briefly (part of `make test`); `FUZZ_TIME=600 make fuzz`
-# runs each for FUZZ_TIME seconds. The corpus grows in filter/fuzz/corpus (not in git).
+# `FUZZ_TIME=600 make fuzz` explores: each target for FUZZ_TIME seconds from its growing
+# corpus in filter/fuzz/corpus (not in git) and a random seed.
+# `make fuzz-smoke` (part of `make test`) replays the committed seeds and regressions, then
+# runs a fixed number of inputs per target from a fixed libFuzzer seed, starting from those
+# alone: the same amount of work on a fast or a slow machine, and mostly the same inputs
+# (paths diverge after a few thousand: hash maps are randomly seeded). A finding of
+# `make fuzz` becomes a file in filter/fuzz/regressions/<target>/ and a native test.
 CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_TARGETS := config record_codec balancer_ops
 FUZZ_TIME ?= 600
-FUZZ_SMOKE_TIME ?= 20
-fuzz:
+FUZZ_SMOKE_SEED ?= 1
+FUZZ_SMOKE_RUNS_config ?= 3000000
+FUZZ_SMOKE_RUNS_record_codec ?= 10000000
+FUZZ_SMOKE_RUNS_balancer_ops ?= 200000
+fuzz-tool:
 	@cargo fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
+
+fuzz: fuzz-tool
 	cd filter/fuzz && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t && \
 	  cargo fuzz run --sanitizer none $$t corpus/$$t $$(ls -d seeds/$$t regressions/$$t 2>/dev/null) -- \
 	    -max_total_time=$(FUZZ_TIME) -print_final_stats=1 $$([ $$t = config ] && echo -dict=config.dict) || exit 1; done
 
-fuzz-smoke:
-	@$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_SMOKE_TIME)
+fuzz-smoke: fuzz-tool
+	cd filter/fuzz && for t in $(FUZZ_TARGETS); do rm -rf target/smoke-corpus/$$t && mkdir -p target/smoke-corpus/$$t && \
+	  case $$t in config) runs=$(FUZZ_SMOKE_RUNS_config);; record_codec) runs=$(FUZZ_SMOKE_RUNS_record_codec);; \
+	    *) runs=$(FUZZ_SMOKE_RUNS_balancer_ops);; esac && \
+	  cargo fuzz run --sanitizer none $$t target/smoke-corpus/$$t $$(ls -d seeds/$$t regressions/$$t 2>/dev/null) -- \
+	    -seed=$(FUZZ_SMOKE_SEED) -runs=$$runs -print_final_stats=1 $$([ $$t = config ] && echo -dict=config.dict) || exit 1; done
 
 # End-to-end tests against a real Envoy and real greeters on loopback.
 e2e: wasm venv

@@ -196,7 +196,7 @@ impl Balancer {
         // Envoy used another endpoint than the one we named: ours has left the cluster.
         if let (Some(chosen), Some(actual)) = (c.chosen, c.actual) {
             if chosen != actual {
-                forget(store, metrics, view, chosen);
+                forget(store, metrics, view, prefix, chosen);
                 log::info!(
                     "endpoint {chosen} left cluster {} (Envoy used {actual}); forgotten",
                     view.name
@@ -300,7 +300,7 @@ impl Balancer {
                     view.name,
                     ttl / 1_000_000_000
                 );
-                forget(store, metrics, view, &addr);
+                forget(store, metrics, view, prefix, &addr);
             }
             for e in &mut view.endpoints {
                 flush_endpoint_metrics(metrics, e, now, decay);
@@ -357,18 +357,31 @@ fn flush_endpoint_metrics(metrics: &mut dyn Metrics, e: &mut EndpointView, now: 
 
 /// Removes `addr` from the shared index and clears its record (if it is still ours),
 /// and from this worker's view.
-fn forget(store: &dyn SharedStore, metrics: &mut dyn Metrics, view: &mut ClusterView, addr: &str) {
-    let removed = update_index(store, &view.index_key, &mut |ix| ix.remove(addr));
-    if let (Ok((Some(_), _)), Some(e)) = (removed, view.position(addr).map(|i| &view.endpoints[i]))
-    {
-        if let Some((bytes, cas)) = store.get(&e.key) {
+fn forget(
+    store: &dyn SharedStore,
+    metrics: &mut dyn Metrics,
+    view: &mut ClusterView,
+    prefix: &str,
+    addr: &str,
+) {
+    // The slot is the one the index gave: this view may still hold `addr` on an older
+    // slot (another worker forgot and re-learned it since this view's last sync), and
+    // clearing only that one would leave the live record, and its pending count, behind.
+    if let Ok((Some(slot), _)) = update_index(store, &view.index_key, &mut |ix| ix.remove(addr)) {
+        let key = record_key(prefix, &view.name, slot);
+        if let Some((bytes, cas)) = store.get(&key) {
             if EndpointRecord::decode(&bytes).is_ok_and(|r| r.addr == addr) {
-                let _ = store.set(&e.key, &[], cas);
+                let _ = store.set(&key, &[], cas);
             }
         }
     }
+    drop_from_view(metrics, view, addr);
+}
+
+/// Removes `addr` from this worker's view only, zeroing its gauges so a forgotten
+/// endpoint does not look busy forever.
+fn drop_from_view(metrics: &mut dyn Metrics, view: &mut ClusterView, addr: &str) {
     if let Some(e) = view.remove(addr) {
-        // Zero the gauges so a forgotten endpoint does not look busy forever.
         for id in [e.metric_ids.ewma, e.metric_ids.pending]
             .into_iter()
             .flatten()
@@ -421,6 +434,17 @@ fn learn(
             }
         }
     };
+    // Another worker may have forgotten the endpoint this view still holds on `slot` and
+    // given the slot to `addr`: that endpoint's record is gone, so drop it here too (one
+    // endpoint per slot keeps the view within `maxEndpoints` between ticks).
+    if let Some(stale) = view
+        .endpoints
+        .iter()
+        .find(|e| e.slot == slot)
+        .map(|e| e.record.addr.clone())
+    {
+        drop_from_view(metrics, view, &stale);
+    }
     let metric_ids = EndpointMetricIds::define(metrics, &view.name, addr);
     view.push(EndpointView::new(slot, key, record, metric_ids));
     true

@@ -9,7 +9,8 @@ use ewma_balancer::balancer::{Balancer, Completion, Decision, FallbackReason};
 use ewma_balancer::config::Config;
 use ewma_balancer::metrics::{MetricKind, Metrics};
 use ewma_balancer::outcome::Outcome;
-use ewma_balancer::store::{MemoryStore, SharedStore};
+use ewma_balancer::record::EndpointRecord;
+use ewma_balancer::store::{record_key, MemoryStore, SharedStore};
 use ewma_balancer::Nanos;
 use std::collections::BTreeMap;
 
@@ -504,4 +505,94 @@ fn a_full_buffer_of_completions_is_written_without_waiting_for_the_tick() {
     let seen = b.balancer.view(CLUSTER).unwrap();
     let e = &seen.endpoints[seen.position("10.0.0.1:80").unwrap()];
     assert_eq!(e.record.requests, 1 + full);
+}
+
+#[test]
+fn a_slot_reused_by_another_worker_replaces_the_stale_endpoint_in_this_view() {
+    // Found by the balancer_ops fuzzer: worker A still holds an endpoint that worker B
+    // forgot, and B gave its slot to a new endpoint. When A then learns the new endpoint
+    // (before its next tick), A's view must not hold both: two endpoints on one slot
+    // would let a view outgrow `maxEndpoints`.
+    let store = MemoryStore::default();
+    let config = Config {
+        max_endpoints: 2,
+        ..Config::default()
+    };
+    let (mut a, mut b) = (Worker::new(config.clone(), 1), Worker::new(config, 2));
+    for (i, e) in ["10.0.0.1:80", "10.0.0.2:80"].into_iter().enumerate() {
+        a.complete(&store, None, Some(e), MS, Outcome::Success, i as Nanos * MS);
+    }
+    b.pick(&store, 2 * MS);
+    assert_eq!(b.known(), vec!["10.0.0.1:80", "10.0.0.2:80"]);
+    // B learns that 10.0.0.1 left (Envoy used another endpoint), then meets 10.0.0.3.
+    b.complete(
+        &store,
+        Some("10.0.0.1:80"),
+        Some("10.0.0.2:80"),
+        MS,
+        Outcome::Success,
+        3 * MS,
+    );
+    b.complete(
+        &store,
+        None,
+        Some("10.0.0.3:80"),
+        MS,
+        Outcome::Success,
+        4 * MS,
+    );
+    assert_eq!(b.known(), vec!["10.0.0.2:80", "10.0.0.3:80"]);
+    // A meets 10.0.0.3 before its next tick.
+    a.complete(
+        &store,
+        None,
+        Some("10.0.0.3:80"),
+        MS,
+        Outcome::Success,
+        5 * MS,
+    );
+    assert_eq!(a.known(), vec!["10.0.0.2:80", "10.0.0.3:80"]);
+    let view = a.balancer.view(CLUSTER).unwrap();
+    for (i, e) in view.endpoints.iter().enumerate() {
+        assert_eq!(view.position(&e.record.addr), Some(i));
+    }
+}
+
+#[test]
+fn forgetting_an_endpoint_clears_the_record_the_index_names_not_a_stale_one() {
+    // Found by the balancer_ops fuzzer: worker B still holds 10.0.0.1 on slot 0 when
+    // worker A has forgotten it and learned it again on slot 1. When B then forgets it,
+    // the record on slot 1 must go; clearing nothing left a live record whose pending
+    // count nobody would ever decrement.
+    let store = MemoryStore::default();
+    let (mut a, mut b) = (
+        Worker::new(Config::default(), 1),
+        Worker::new(Config::default(), 2),
+    );
+    let (e1, e2) = ("10.0.0.1:80", "10.0.0.2:80");
+    a.complete(&store, None, Some(e1), MS, Outcome::Success, MS);
+    b.pick(&store, 2 * MS);
+    assert_eq!(b.known(), vec![e1]);
+    // A: Envoy used 10.0.0.2 where A named 10.0.0.1 (forgotten; 10.0.0.2 takes slot 0),
+    // then 10.0.0.1 answers again (learned on slot 1).
+    a.complete(&store, Some(e1), Some(e2), MS, Outcome::Success, 3 * MS);
+    a.complete(&store, None, Some(e1), MS, Outcome::Success, 4 * MS);
+    let slot1 = record_key("ewma-balancer", CLUSTER, 1);
+    let addr_in = |key: &str| {
+        let (bytes, _) = store.get(key)?;
+        EndpointRecord::decode(&bytes).ok().map(|r| r.addr)
+    };
+    assert_eq!(addr_in(&slot1).as_deref(), Some(e1));
+    // B, before its next tick, sees Envoy use 10.0.0.2 where it named 10.0.0.1.
+    b.complete(&store, Some(e1), Some(e2), MS, Outcome::Success, 5 * MS);
+    assert_eq!(
+        addr_in(&slot1),
+        None,
+        "the forgotten endpoint's record is cleared"
+    );
+    assert_eq!(
+        addr_in(&record_key("ewma-balancer", CLUSTER, 0)).as_deref(),
+        Some(e2),
+        "the record now on B's stale slot is left alone"
+    );
 }

@@ -244,8 +244,13 @@ fuzz_target!(|input: Input| {
         written: BTreeSet::new(),
         corrupted: BTreeSet::new(),
     };
-    for op in input.ops.iter().take(2_000) {
+    // `FUZZ_TRACE=1 cargo fuzz run -s none balancer_ops <artifact>` prints every step.
+    let trace = std::env::var_os("FUZZ_TRACE").is_some();
+    for (i, op) in input.ops.iter().take(2_000).enumerate() {
         world.apply(op);
+        if trace {
+            world.trace(i, op);
+        }
         world.check();
     }
 });
@@ -350,6 +355,43 @@ impl World {
                 };
                 let _ = self.store.set(&key, bytes, 0);
                 self.corrupted.insert(cluster);
+            }
+        }
+    }
+
+    fn trace(&self, step: usize, op: &Op) {
+        eprintln!("--- {step}: {op:?} now={}", self.now);
+        for cluster in &self.written {
+            if let Some((bytes, _)) = self.store.get(&index_key(PREFIX, cluster)) {
+                eprintln!("  {cluster:?} index {:?}", ClusterIndex::decode(&bytes));
+            }
+            for slot in 0..self.config.max_endpoints {
+                if let Some((bytes, _)) = self.store.get(&record_key(PREFIX, cluster, slot)) {
+                    let r = EndpointRecord::decode(&bytes);
+                    eprintln!(
+                        "  {cluster:?} slot {slot}: {:?}",
+                        r.map(|r| (r.addr, r.pending))
+                    );
+                }
+            }
+            for (n, w) in self.workers.iter().enumerate() {
+                if let Some(v) = w.balancer.view(cluster) {
+                    let e: Vec<_> = v
+                        .endpoints
+                        .iter()
+                        .map(|e| {
+                            (
+                                &e.record.addr,
+                                &e.key,
+                                e.record.pending,
+                                e.unflushed_pending,
+                            )
+                        })
+                        .collect();
+                    eprintln!("  {cluster:?} worker {n}: {e:?}");
+                }
+                let flying: Vec<_> = w.in_flight.iter().filter(|(c, _)| c == cluster).collect();
+                eprintln!("  {cluster:?} worker {n} in flight: {flying:?}");
             }
         }
     }
