@@ -37,6 +37,7 @@ Exit status 0 when everything passes, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -421,14 +422,15 @@ def breakages(docs: list[tuple[Path, dict]]) -> list[tuple[str, Callable[[list],
     ]
 
 
+def quietly_validate(docs: list[tuple[Path, dict]]) -> list[str]:
+    """`validate_all` without its progress lines (the self-test prints its own)."""
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        return validate_all(docs)
+
+
 def self_test(docs: list[tuple[Path, dict]]) -> list[str]:
     # The unbroken manifests must pass, so each rejection below is the breakage's doing.
-    with open(os.devnull, "w") as devnull:
-        stdout, sys.stdout = sys.stdout, devnull
-        try:
-            baseline = validate_all(docs)
-        finally:
-            sys.stdout = stdout
+    baseline = quietly_validate(docs)
     if baseline:
         return [f"self-test: the unbroken manifests fail already: {baseline[0]}"]
     failures = []
@@ -436,12 +438,7 @@ def self_test(docs: list[tuple[Path, dict]]) -> list[str]:
         broken = copy.deepcopy(docs)
         breaks(broken)
         print(f"--- self-test: {label}", flush=True)
-        with open(os.devnull, "w") as devnull:
-            stdout, sys.stdout = sys.stdout, devnull
-            try:
-                found = validate_all(broken)
-            finally:
-                sys.stdout = stdout
+        found = quietly_validate(broken)
         if found:
             print(f"ok    rejected: {found[0]}")
         else:
