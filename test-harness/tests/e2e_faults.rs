@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,11 +25,23 @@ fn start_envoy(config: PathBuf, name: &str) -> EnvoyProcess {
     EnvoyProcess::start(config, EnvoyOptions::named(name).concurrency(2)).unwrap()
 }
 
+/// Envoy's counters of the greeter cluster that tell what retries did.
+const RETRY_STATS: [&str; 5] = [
+    "upstream_rq_retry",
+    "upstream_rq_retry_overflow",
+    "upstream_rq_retry_limit_exceeded",
+    "upstream_cx_connect_fail",
+    "upstream_cx_destroy_remote_with_active_rq",
+];
+
 /// Runs 12 s of open-loop load; the third backend is killed at 2 s and restarted on
-/// the same port at 5 s. Returns the half-second tallies.
-async fn kill_and_restart(config: PathBuf, name: &str) -> Vec<Tally> {
+/// the same port at 5 s. Returns the half-second tallies and Envoy's [`RETRY_STATS`].
+async fn kill_and_restart(
+    config: PathBuf,
+    name: &str,
+) -> (Vec<Tally>, BTreeMap<&'static str, u64>) {
     let mut greeters = three_greeters(Duration::ZERO);
-    let _envoy = start_envoy(config, name);
+    let envoy = start_envoy(config, name);
     calls(300, 8, &[]).await; // warm-up: the filter learns the endpoints
     let load = open_load(QPS, Duration::from_secs(12), TICK, &[]);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -36,7 +49,12 @@ async fn kill_and_restart(config: PathBuf, name: &str) -> Vec<Tally> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     greeters[2] = Greeter::on(50053).spawn(GREETER_SERVER).unwrap();
     let (intervals, _) = load.await.unwrap();
-    intervals
+    let stats = RETRY_STATS
+        .into_iter()
+        .map(|s| (s, envoy.stat(&format!("cluster.greeter.{s}")).unwrap()))
+        .collect();
+    println!("{name}: {stats:?}");
+    (intervals, stats)
 }
 
 /// Calls that did not succeed: refused with a gRPC status, or no answer at all.
@@ -63,14 +81,16 @@ fn first_interval_with_share(
 }
 
 /// A backend killed under load: the filter fails at most 5 % of the calls round robin
-/// fails, with no retries; with the retry policy documented in ewma.yaml, none. Once
+/// fails, with no retries; with the retry policy documented in ewma.yaml, only a call
+/// whose response was already streaming when the backend died (usually none). Once
 /// restarted on the same port, the backend is used again within seconds.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_backend_costs_a_fraction_of_round_robins_failures_and_is_reused_after_restart() {
     let _ports = fixed_ports_lock();
-    let rr = kill_and_restart(static_config("round-robin.yaml"), "faults-kill-rr").await;
-    let ewma = kill_and_restart(static_config("ewma.yaml"), "faults-kill-ewma").await;
-    let retried = kill_and_restart(with_retries_enabled("ewma.yaml"), "faults-kill-retries").await;
+    let (rr, _) = kill_and_restart(static_config("round-robin.yaml"), "faults-kill-rr").await;
+    let (ewma, _) = kill_and_restart(static_config("ewma.yaml"), "faults-kill-ewma").await;
+    let (retried, stats) =
+        kill_and_restart(with_retries_enabled("ewma.yaml"), "faults-kill-retries").await;
     let failed = |t: &[Tally]| unsuccessful(&merged(t, 0, t.len()));
     let reused_after = first_interval_with_share(&ewma, 10, DEAD, 0.10).map(|t| t - 5.0);
     println!(
@@ -91,10 +111,22 @@ async fn a_killed_backend_costs_a_fraction_of_round_robins_failures_and_is_reuse
         failed(&ewma),
         failed(&rr)
     );
-    assert_eq!(
-        failed(&retried),
-        0,
-        "with retries: {:?}",
+    // With retries, every refused connection is retried on another endpoint, within the
+    // retry limit and the cluster's retry circuit breaker. The one kind of call no proxy
+    // can save is one whose response was already streaming when the process died (Envoy
+    // has sent its headers on): at 400 calls/s and sub-millisecond calls the kill catches
+    // at most one such call, and usually none (round robin's failures exceed its refused
+    // connections by that one call in about one run in four; with retries 0 failed in
+    // most runs, 1 in one CI run). Without retries the filter fails 3-6 calls.
+    assert!(
+        stats["upstream_rq_retry"] > 0,
+        "no retry happened: {stats:?}"
+    );
+    assert_eq!(stats["upstream_rq_retry_overflow"], 0, "{stats:?}");
+    assert_eq!(stats["upstream_rq_retry_limit_exceeded"], 0, "{stats:?}");
+    assert!(
+        failed(&retried) <= 1,
+        "with retries: {:?}; Envoy: {stats:?}",
         merged(&retried, 0, retried.len()).failures_by_code()
     );
     let reused_after = reused_after.expect("the restarted backend never got 10% of calls again");
