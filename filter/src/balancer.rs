@@ -15,6 +15,7 @@ use crate::cluster_view::{
 };
 use crate::config::Config;
 use crate::cost::cost;
+use crate::fx_map::FxMap;
 use crate::metrics::{EndpointMetricIds, Metrics};
 use crate::outcome::Outcome;
 use crate::p2c::{cheaper, pick_two};
@@ -22,7 +23,8 @@ use crate::record::EndpointRecord;
 use crate::rng::SplitMix64;
 use crate::store::{record_key, SharedStore};
 use crate::Nanos;
-use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
+use std::rc::Rc;
 
 /// Clusters a worker keeps state for; requests to further clusters use the fallback.
 pub const MAX_CLUSTERS: usize = 256;
@@ -36,8 +38,9 @@ pub const CHECK_EVERY: u32 = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Send to this `IP:port` (the value of the override header).
-    Override(String),
+    /// Send to this `IP:port` (the value of the override header). Shared with the view,
+    /// so a pick allocates nothing.
+    Override(Rc<str>),
     /// Let the cluster's fallback policy choose.
     Fallback(FallbackReason),
 }
@@ -77,7 +80,7 @@ pub struct Balancer {
     config: Config,
     prefix: String,
     rng: SplitMix64,
-    clusters: HashMap<String, ClusterView>,
+    clusters: FxMap<String, ClusterView>,
     decay_ns: f64,
     failure_decay_ns: f64,
     failure_penalty_ns: f64,
@@ -97,7 +100,7 @@ impl Balancer {
             config,
             prefix: prefix.into(),
             rng: SplitMix64::new(seed),
-            clusters: HashMap::new(),
+            clusters: FxMap::default(),
             scratch: Vec::with_capacity(crate::record::MAX_RECORD_LEN),
             check_last_pick: false,
         }
@@ -167,7 +170,7 @@ impl Balancer {
         endpoint.unflushed_pending += 1;
         self.check_last_pick = endpoint.picks % CHECK_EVERY == 0;
         endpoint.picks = endpoint.picks.wrapping_add(1);
-        Decision::Override(endpoint.record.addr.clone())
+        Decision::Override(Rc::clone(&endpoint.addr))
     }
 
     /// Records what happened to a request.
@@ -188,14 +191,15 @@ impl Balancer {
         };
 
         // The pick's pending increment is undone whatever happened.
-        if let Some(chosen) = c.chosen {
-            if let Some(e) = view.get_mut(chosen) {
-                e.unflushed_pending -= 1;
-            }
+        let chosen_position = c.chosen.and_then(|chosen| view.position(chosen));
+        if let Some(e) = chosen_position.and_then(|i| view.endpoints.get_mut(i)) {
+            e.unflushed_pending -= 1;
         }
         // Envoy used another endpoint than the one we named: ours has left the cluster.
+        let mut forgot_chosen = false;
         if let (Some(chosen), Some(actual)) = (c.chosen, c.actual) {
             if chosen != actual {
+                forgot_chosen = true;
                 forget(store, metrics, view, prefix, chosen);
                 log::info!(
                     "endpoint {chosen} left cluster {} (Envoy used {actual}); forgotten",
@@ -215,7 +219,13 @@ impl Balancer {
             now: c.now,
         };
         let apply = |r: &mut EndpointRecord| observation.apply(r, decay, failure_decay);
-        let position = view.position(target);
+        // Usually the endpoint named, found above (one lookup per completion); forgetting
+        // it moved others, so then look again.
+        let position = if c.chosen.is_none() || forgot_chosen {
+            view.position(target)
+        } else {
+            chosen_position
+        };
         // A known endpoint: the observation counts in this worker's view at once and goes
         // to shared data with the next flush (the tick, or a full buffer).
         let updated = match position.and_then(|i| view.endpoints.get_mut(i)) {
@@ -310,24 +320,26 @@ impl Balancer {
     }
 }
 
-/// The view of `cluster`, created (and synced from shared data) on first sight.
+/// The view of `cluster`, created (and synced from shared data) on first sight. One hash
+/// lookup when it exists (the per-request case).
 fn view_mut<'a>(
-    clusters: &'a mut HashMap<String, ClusterView>,
+    clusters: &'a mut FxMap<String, ClusterView>,
     prefix: &str,
     store: &dyn SharedStore,
     metrics: &mut dyn Metrics,
     cluster: &str,
 ) -> Option<&'a mut ClusterView> {
-    if !clusters.contains_key(cluster) {
-        if clusters.len() >= MAX_CLUSTERS {
-            return None;
+    let full = clusters.len() >= MAX_CLUSTERS;
+    match clusters.entry_ref(cluster) {
+        EntryRef::Occupied(entry) => Some(entry.into_mut()),
+        EntryRef::Vacant(_) if full => None,
+        EntryRef::Vacant(entry) => {
+            let mut view = ClusterView::new(prefix, cluster);
+            // A new view has nothing of its own to write, so the decays are not used.
+            view.sync(store, metrics, prefix, (0.0, 0.0), &mut Vec::new());
+            Some(entry.insert(view))
         }
-        let mut view = ClusterView::new(prefix, cluster);
-        // A new view has nothing of its own to write, so the decays are not used.
-        view.sync(store, metrics, prefix, (0.0, 0.0), &mut Vec::new());
-        clusters.insert(cluster.into(), view);
     }
-    clusters.get_mut(cluster)
 }
 
 fn flush_endpoint_metrics(metrics: &mut dyn Metrics, e: &mut EndpointView, now: Nanos, decay: f64) {

@@ -7,12 +7,13 @@
 //! itself.
 
 use crate::cost::Load;
+use crate::fx_map::FxMap;
 use crate::index::ClusterIndex;
 use crate::metrics::{decision_metric_name, EndpointMetricIds, MetricKind, Metrics};
 use crate::record::EndpointRecord;
 use crate::store::{index_key, record_key, SharedStore, StoreError, CAS_RETRIES};
 use crate::Nanos;
-use hashbrown::HashMap;
+use std::rc::Rc;
 
 /// Why a read-modify-write did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +126,8 @@ pub const MAX_UNFLUSHED_OBSERVATIONS: usize = 64;
 /// One endpoint as this worker sees it.
 #[derive(Debug)]
 pub struct EndpointView {
+    /// The endpoint's `IP:port` (its record's `addr`), shared with the picks that name it.
+    pub addr: Rc<str>,
     pub slot: u16,
     pub key: String,
     /// The record as last read or written by this worker.
@@ -151,6 +154,7 @@ impl EndpointView {
         metric_ids: EndpointMetricIds,
     ) -> Self {
         Self {
+            addr: Rc::from(record.addr.as_str()),
             slot,
             key,
             record,
@@ -251,7 +255,7 @@ pub struct ClusterView {
     pub name: String,
     pub index_key: String,
     pub endpoints: Vec<EndpointView>,
-    by_addr: HashMap<String, usize>,
+    by_addr: FxMap<String, usize>,
     /// Index entries whose record was missing at the last sync (removed at the next).
     missing: Vec<String>,
     pub decisions: DecisionCounters,
@@ -263,7 +267,7 @@ impl ClusterView {
             name: cluster.into(),
             index_key: index_key(prefix, cluster),
             endpoints: Vec::new(),
-            by_addr: HashMap::new(),
+            by_addr: FxMap::default(),
             missing: Vec::new(),
             decisions: DecisionCounters::default(),
         }
@@ -311,7 +315,8 @@ impl ClusterView {
             .get(&self.index_key)
             .and_then(|(bytes, _)| ClusterIndex::decode(&bytes).ok())
             .unwrap_or_default();
-        let mut old: HashMap<String, EndpointView> = HashMap::with_capacity(self.endpoints.len());
+        let mut old: FxMap<String, EndpointView> =
+            FxMap::with_capacity_and_hasher(self.endpoints.len(), Default::default());
         for e in self.endpoints.drain(..) {
             old.insert(e.record.addr.clone(), e);
         }

@@ -8,10 +8,16 @@
 //! failed recently is treated as if it were `failure_penalty` slow (see `cost.rs`) and an
 //! endpoint that recovered is tried again within a few `failure_decay` periods.
 
+use crate::decay::survival;
 use crate::Nanos;
 
 /// How much of the score one success forgives.
 pub const SUCCESS_FORGIVENESS: f64 = 0.5;
+
+/// A score this small (or smaller) after a success becomes 0 (30 successes after a failure, with no
+/// time passing): even with the longest `failurePenalty` (1 h) it would add under 4 µs to
+/// an endpoint's cost, and a score of exactly 0 spares the decay arithmetic on every pick.
+pub const NEGLIGIBLE: f64 = 1.0 / (1u64 << 30) as f64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct FailureScore {
@@ -40,14 +46,10 @@ impl FailureScore {
 
     /// The score at `now`, decayed for the time since the last outcome. Does not mutate.
     pub fn at(&self, now: Nanos, decay_ns: f64) -> f64 {
-        let elapsed = now.saturating_sub(self.stamp);
-        if elapsed == 0 || self.value == 0.0 {
-            return self.value;
-        }
-        if !(decay_ns.is_finite() && decay_ns > 0.0) {
+        if self.value == 0.0 {
             return 0.0;
         }
-        self.value * (-(elapsed as f64) / decay_ns).exp()
+        self.value * survival(now.saturating_sub(self.stamp), decay_ns)
     }
 
     /// Records one outcome observed at `now`.
@@ -55,7 +57,12 @@ impl FailureScore {
         self.value = if failed {
             1.0
         } else {
-            self.at(now, decay_ns) * (1.0 - SUCCESS_FORGIVENESS)
+            let forgiven = self.at(now, decay_ns) * (1.0 - SUCCESS_FORGIVENESS);
+            if forgiven <= NEGLIGIBLE {
+                0.0
+            } else {
+                forgiven
+            }
         };
         self.stamp = self.stamp.max(now);
     }
@@ -100,6 +107,19 @@ mod tests {
         s.record(false, 3 * SEC, DECAY);
         assert_eq!(s.raw(), 0.5);
         assert_eq!(s.stamp(), 10 * SEC);
+    }
+
+    #[test]
+    fn thirty_successes_in_a_row_clear_a_failure() {
+        let mut s = FailureScore::default();
+        s.record(true, 0, DECAY);
+        for _ in 0..29 {
+            s.record(false, 0, DECAY);
+        }
+        assert_eq!(s.raw(), 1.0 / (1u64 << 29) as f64);
+        s.record(false, 0, DECAY);
+        assert_eq!(s.raw(), 0.0);
+        assert_eq!(s.at(5 * SEC, DECAY), 0.0);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! Time is an argument everywhere (nanoseconds on any clock that only the caller reads);
 //! reading never mutates, and a clock that goes backwards is treated as "no time passed".
 
+use crate::decay::survival;
 use crate::Nanos;
 
 /// A latency estimate with its timestamp. Plain data: it is stored in shared data as is.
@@ -78,13 +79,7 @@ impl PeakEwma {
 /// A decay that is zero or not finite means "no memory" (weight 0) for any elapsed time,
 /// and "no time passed" (weight 1) for zero elapsed time.
 fn weight(elapsed: Nanos, decay_ns: f64) -> f64 {
-    if elapsed == 0 {
-        return 1.0;
-    }
-    if !(decay_ns.is_finite() && decay_ns > 0.0) {
-        return 0.0;
-    }
-    (-(elapsed as f64) / decay_ns).exp()
+    survival(elapsed, decay_ns)
 }
 
 fn sanitize(value: f64) -> Option<f64> {

@@ -22,7 +22,17 @@ impl SplitMix64 {
     /// Uniform in `0..n` (Lemire's multiply-shift; bias below 2⁻³² for any `n` we use).
     /// Returns 0 when `n` is 0.
     pub fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+        let x = self.next_u64();
+        match u32::try_from(n) {
+            // The high 64 bits of `x × n` from two 32 × 32-bit products: exact, and native
+            // on wasm32, which has no 128-bit multiply (it would call a software one).
+            Ok(n) => {
+                let n = u64::from(n);
+                let (high, low) = (x >> 32, x & 0xFFFF_FFFF);
+                ((high * n + ((low * n) >> 32)) >> 32) as usize
+            }
+            Err(_) => ((u128::from(x) * n as u128) >> 64) as usize,
+        }
     }
 
     /// Uniform in `[0, 1)`.
@@ -44,6 +54,18 @@ mod tests {
         }
         assert!(seen.iter().all(|&c| c > 1_800 && c < 2_200), "{seen:?}");
         assert_eq!(r.below(0), 0);
+    }
+
+    #[test]
+    fn below_is_the_high_half_of_the_128_bit_product() {
+        let mut r = SplitMix64::new(99);
+        let mut copy = SplitMix64::new(99);
+        for n in [1usize, 2, 3, 7, 1_000, 65_535, u32::MAX as usize] {
+            for _ in 0..10_000 {
+                let expected = ((u128::from(copy.next_u64()) * n as u128) >> 64) as usize;
+                assert_eq!(r.below(n), expected, "n = {n}");
+            }
+        }
     }
 
     #[test]

@@ -126,7 +126,7 @@ struct Cluster {
 impl Cluster {
     fn route(&mut self, decision: &Decision) -> (Option<String>, &'static str, Nanos, bool) {
         let chosen = match decision {
-            Decision::Override(a) => Some(a.clone()),
+            Decision::Override(a) => Some(a.to_string()),
             Decision::Fallback(_) => None,
         };
         let named = chosen
@@ -301,7 +301,7 @@ fn pending_counts_are_exact_across_two_workers() {
         let which = i % 2;
         let w = if which == 0 { &mut a } else { &mut b };
         if let Decision::Override(addr) = w.pick(&store, now) {
-            in_flight.push((which, addr));
+            in_flight.push((which, addr.to_string()));
         }
         now += MS;
         if i % 7 == 0 {

@@ -13,6 +13,7 @@
 
 pub mod cpu;
 pub mod goals;
+pub mod hostcall_costs;
 pub mod overhead;
 pub mod plan;
 pub mod readme;

@@ -273,7 +273,7 @@ impl World {
                         );
                         assert!(view.endpoints.len() >= 2, "override with < 2 endpoints");
                         assert!(!addr.is_empty() && addr.len() <= MAX_ADDR_LEN, "{addr:?}");
-                        Some(addr)
+                        Some(addr.to_string())
                     }
                     Decision::Fallback(_) => None,
                 };

@@ -23,7 +23,7 @@ struct Tracked {
     cluster: String,
     /// Whether `on_log` must read `upstream.address` (see [`reads_upstream_address`]).
     read_actual: bool,
-    chosen: Option<String>,
+    chosen: Option<Rc<str>>,
     grpc: bool,
     started: Nanos,
     first_response: Option<Nanos>,

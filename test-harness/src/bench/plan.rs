@@ -17,6 +17,9 @@ pub enum Policy {
     Oracle,
     /// A no-op Wasm filter with `override_host`: the floor of any such filter's cost.
     WasmFloor,
+    /// The `wasm-probe` module making the filter's per-request host calls and nothing
+    /// else: what the proxy-wasm ABI charges for them.
+    Hostcalls,
 }
 
 impl Policy {
@@ -28,6 +31,7 @@ impl Policy {
             Self::Ewma => "ewma",
             Self::Oracle => "oracle",
             Self::WasmFloor => "wasm_floor",
+            Self::Hostcalls => "hostcalls",
         }
     }
 
@@ -39,6 +43,7 @@ impl Policy {
             Self::Ewma => "envoy-configs/static/ewma.yaml",
             Self::Oracle => "envoy-configs/bench/oracle.yaml",
             Self::WasmFloor => "envoy-configs/bench/wasm-floor.yaml",
+            Self::Hostcalls => "envoy-configs/bench/hostcalls.yaml",
         }
     }
 
@@ -47,13 +52,22 @@ impl Policy {
         match self {
             Self::Ewma => Some("target/wasm32-wasip1/release/ewma_balancer.wasm"),
             Self::WasmFloor => Some("target/wasm32-wasip1/release/wasm_floor.wasm"),
+            Self::Hostcalls => Some(PROBE_MODULE),
             Self::RoundRobin | Self::LeastRequest | Self::Oracle => None,
         }
     }
 }
 
+/// The `wasm-probe` module, relative to the repository root.
+pub const PROBE_MODULE: &str = "target/wasm32-wasip1/release/wasm_probe.wasm";
+
 /// The policies of the overhead measurement, in the order they run.
-pub const OVERHEAD_POLICIES: [Policy; 3] = [Policy::RoundRobin, Policy::WasmFloor, Policy::Ewma];
+pub const OVERHEAD_POLICIES: [Policy; 4] = [
+    Policy::RoundRobin,
+    Policy::WasmFloor,
+    Policy::Hostcalls,
+    Policy::Ewma,
+];
 
 /// The port of the greeter a scenario makes slow, failing or dead.
 pub const ODD_ONE_OUT: u16 = 50053;
@@ -150,7 +164,8 @@ pub struct Plan {
     pub overhead_workers: u32,
     pub overhead_warm_up: Duration,
     pub overhead_measure: Duration,
-    /// Overhead runs per policy, interleaved (round_robin, wasm_floor, ewma, again …)
+    /// Overhead runs per policy, interleaved (round_robin, wasm_floor, hostcalls, ewma,
+    /// again …)
     /// so that a busy phase of the shared machine hits every policy alike; each
     /// figure is the median over the rounds.
     pub overhead_rounds: u32,

@@ -78,6 +78,7 @@ pub fn colour(policy: Policy) -> &'static str {
         Policy::Ewma => "#59a14f",
         Policy::Oracle => "#9c9c9c",
         Policy::WasmFloor => "#b07aa1",
+        Policy::Hostcalls => "#76b7b2",
     }
 }
 

@@ -6,7 +6,7 @@ use super::{
     goals::goals,
     overhead::OverheadSamples,
     plan::{Plan, Policy, Scenario, OVERHEAD_POLICIES},
-    summary::{BenchSummary, RunResult},
+    summary::{BenchSummary, Overhead, RunResult},
 };
 
 /// How the benchmark was run, for the text around the tables.
@@ -103,6 +103,10 @@ pub fn markdown(summary: &BenchSummary, setup: &Setup) -> String {
         );
     }
 
+    if let Some(line) = breakdown(overhead) {
+        let _ = writeln!(out, "\n{line}");
+    }
+
     out.push_str("\n**Goals** (reported, not asserted):\n\n");
     out.push_str("| goal | target | measured | |\n|---|---|---|---|\n");
     for goal in goals(summary) {
@@ -116,6 +120,23 @@ pub fn markdown(summary: &BenchSummary, setup: &Setup) -> String {
         );
     }
     out
+}
+
+/// Where the filter's cost over the no-op module goes: the host calls (the probe making
+/// the same calls) and the filter's own code. `None` unless all three were measured.
+fn breakdown(overhead: &Overhead) -> Option<String> {
+    let cpu = &overhead.cpu_us_per_request;
+    if cpu.wasm_floor <= 0.0 || cpu.hostcalls <= 0.0 || cpu.ewma <= 0.0 {
+        return None;
+    }
+    Some(format!(
+        "Of ewma's {:+.1} µs over wasm_floor, {:+.1} µs is its host calls alone (`hostcalls`: \
+         the `wasm-probe` module making the same calls per request with no logic) and {:+.1} µs \
+         its own code.",
+        cpu.ewma - cpu.wasm_floor,
+        cpu.hostcalls - cpu.wasm_floor,
+        cpu.ewma - cpu.hostcalls
+    ))
 }
 
 fn scenario_row(
@@ -201,6 +222,7 @@ mod tests {
         for (policy, cpu_ms, rps, p50_ms) in [
             (Policy::RoundRobin, 2_000, 3_000.0, 9.5),
             (Policy::WasmFloor, 2_800, 2_500.0, 11.0),
+            (Policy::Hostcalls, 2_960, 2_420.0, 11.5),
             (Policy::Ewma, 3_000, 2_400.0, 12.25),
             (Policy::Ewma, 3_300, 2_300.0, 13.0),
             (Policy::Ewma, 2_900, 2_450.0, 12.0),
@@ -234,7 +256,9 @@ mod tests {
             "| one-slow | ewma | 0.90 | 1.80 | 2.60 | 5.20 | 7.80 | 99.95 % | 400 | 50.0 / 50.0 / 0.0 |",
             "| round_robin | 100.0 | – | 100 | 3000 | 9.50 |",
             "| wasm_floor | 140.0 | +40.0 (+40 %) | 140 | 2500 | 11.0 |",
+            "| hostcalls | 148.0 | +48.0 (+48 %) | 148 | 2420 | 11.5 |",
             "| ewma | 150.0 | +50.0 (+50 %) | 150 / 165 / 145 | 2400 | 12.2 |",
+            "Of ewma's +10.0 µs over wasm_floor, +8.0 µs is its host calls alone (`hostcalls`: the `wasm-probe` module making the same calls per request with no logic) and +2.0 µs its own code.",
             "| one-slow: ewma p99 vs round_robin | ≤ 0.2× | 0.06× (2.60 / 41.00 ms) | met |",
             "| overhead: ewma extra CPU/request over round_robin vs wasm_floor's | ≤ 1.3× | 1.25× (ewma +50.0 µs, wasm_floor +40.0 µs) | met |",
         ];

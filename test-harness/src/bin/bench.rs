@@ -5,7 +5,8 @@
 //! ```text
 //! make bench                   # under four minutes
 //! BENCH_QUICK=1 make bench     # the same runs, shorter: about a minute
-//! make bench-publish           # copy the latest table and chart into README.md and docs/
+//! make bench-publish           # copy the latest tables and chart into README.md and docs/
+//! make bench-hostcalls         # what each proxy-wasm host call costs: target/bench/hostcalls.*
 //! ```
 //!
 //! Scenarios run one after another, each under each policy with a fresh Envoy: warm-up
@@ -27,6 +28,7 @@ use clap::Parser;
 use test_harness::{
     bench::{
         cpu::process_cpu_time,
+        hostcall_costs::{self, probe_calls, with_probe_calls, HostcallRounds, REPEAT},
         overhead::{OverheadSample, OverheadSamples},
         plan::{Plan, Policy, Scenario, ODD_ONE_OUT, OVERHEAD_POLICIES},
         readme,
@@ -41,6 +43,7 @@ use test_harness::{
         GreeterProcess, BACKEND_PORTS,
     },
 };
+use wasm_probe::Call;
 
 /// Where the outputs go, relative to the repository root.
 const OUT_DIR: &str = "target/bench";
@@ -53,14 +56,21 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The time limits the benchmark is meant to stay within.
 const BUDGET_FULL: Duration = Duration::from_secs(300);
 const BUDGET_QUICK: Duration = Duration::from_secs(90);
+/// Rounds of `--hostcalls` (12 runs each).
+const HOSTCALL_ROUNDS: u32 = 3;
 
 /// Latency-aware balancing benchmark (set BENCH_QUICK=1 for the short run).
 #[derive(Debug, Parser)]
 struct Args {
     /// Instead of running, copy the latest results (target/bench/summary.md and
-    /// latency.svg) into README.md's benchmark block and docs/bench/.
-    #[arg(long)]
+    /// latency.svg, and hostcalls.md if present) into README.md's benchmark blocks and
+    /// docs/bench/.
+    #[arg(long, conflicts_with = "hostcalls")]
     publish: bool,
+    /// Instead of the benchmark, price each proxy-wasm host call on its own (the
+    /// wasm-probe module): target/bench/hostcalls.{json,md}.
+    #[arg(long)]
+    hostcalls: bool,
 }
 
 #[tokio::main]
@@ -68,6 +78,8 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let result = if args.publish {
         publish()
+    } else if args.hostcalls {
+        hostcalls().await
     } else {
         bench().await
     };
@@ -80,8 +92,12 @@ async fn main() -> ExitCode {
     }
 }
 
+fn quick() -> bool {
+    std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 async fn bench() -> Result<(), String> {
-    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let quick = quick();
     let plan = if quick { Plan::quick() } else { Plan::full() };
     let server = preflight()?;
     let _ports = fixed_ports_lock();
@@ -150,10 +166,7 @@ async fn bench() -> Result<(), String> {
 fn preflight() -> Result<PathBuf, String> {
     envoy_bin()?;
     let root = repo_root();
-    for module in [Policy::Ewma, Policy::WasmFloor]
-        .iter()
-        .filter_map(|p| p.wasm_module())
-    {
+    for module in OVERHEAD_POLICIES.iter().filter_map(|p| p.wasm_module()) {
         if !root.join(module).is_file() {
             return Err(format!("{module} is missing: run `make wasm`"));
         }
@@ -171,9 +184,10 @@ fn spawn_greeters(specs: Vec<Greeter>, server: &Path) -> Result<Vec<GreeterProce
     specs.into_iter().map(|g| g.spawn(server)).collect()
 }
 
-fn start_envoy(policy: Policy, name: &str, workers: u32) -> Result<EnvoyProcess, String> {
+/// A fresh Envoy with `config` (relative paths in it are to the repository root).
+fn start_envoy(config: &Path, name: &str, workers: u32) -> Result<EnvoyProcess, String> {
     EnvoyProcess::start(
-        repo_root().join(policy.config()),
+        config,
         EnvoyOptions::named(name)
             .concurrency(workers)
             .log_level("warn"),
@@ -202,7 +216,7 @@ async fn scenario_run(
     greeters: &mut [GreeterProcess],
 ) -> Result<LoadgenSummary, String> {
     let _envoy = start_envoy(
-        policy,
+        &repo_root().join(policy.config()),
         &format!("bench-{}-{}", scenario.key(), policy.key()),
         plan.envoy_workers,
     )?;
@@ -238,54 +252,137 @@ async fn churn(
 }
 
 /// Closed loop at saturation with equal backends, interleaved rounds of round_robin,
-/// wasm_floor and ewma; Envoy's CPU time over the requests it served in each.
+/// wasm_floor, hostcalls and ewma; Envoy's CPU time over the requests it served in each.
 async fn overhead(plan: &Plan, server: &Path) -> Result<OverheadSamples, String> {
     println!(
         "overhead: equal backends, closed loop, {} in flight, Envoy with {} worker(s)",
         plan.overhead_concurrency, plan.overhead_workers
     );
     let _greeters = spawn_greeters(Scenario::Equal.greeters(&BACKEND_PORTS), server)?;
-    let spec = |duration| LoadgenSpec {
-        timeout: CALL_TIMEOUT,
-        ..LoadgenSpec::closed(DEFAULT_TARGET, plan.overhead_concurrency, duration)
-    };
     let mut samples = OverheadSamples::default();
     for round in 1..=plan.overhead_rounds {
         for policy in OVERHEAD_POLICIES {
-            let envoy = start_envoy(
-                policy,
-                &format!("bench-overhead-{}", policy.key()),
-                plan.overhead_workers,
-            )?;
-            load(&spec(plan.overhead_warm_up)).await?;
-            let pid = envoy.pid().ok_or("Envoy has no process id")?;
-            let cpu_before = process_cpu_time(pid)?;
-            let requests_before = envoy.stat(REQUESTS_STAT)?;
-            let report = load(&spec(plan.overhead_measure)).await?;
-            let cpu_after = process_cpu_time(pid)?;
-            let requests_after = envoy.stat(REQUESTS_STAT)?;
-            drop(envoy);
-
-            let sample = OverheadSample {
-                envoy_cpu: cpu_after.saturating_sub(cpu_before),
-                requests: requests_after.saturating_sub(requests_before),
-                rps: report.summary.rps,
-                p50_ms: report.summary.p50_ms,
-            };
+            let config = repo_root().join(policy.config());
+            let name = format!("bench-overhead-{}", policy.key());
+            let (sample, report) = saturate(plan, &config, &name).await?;
             println!(
-                "  round {round} {:<12} {:>6.1} µs Envoy CPU/request ({} requests, {:.2} s CPU)  {:>5.0} rps  p50 {:.2} ms  share {} %",
+                "  round {round} {:<12} {}  share {} %",
                 policy.key(),
-                sample.cpu_us_per_request(),
-                sample.requests,
-                sample.envoy_cpu.as_secs_f64(),
-                sample.rps,
-                sample.p50_ms,
-                shares(&report.summary)
+                sample_line(&sample),
+                shares(&report)
             );
             samples.add(policy, sample);
         }
     }
     Ok(samples)
+}
+
+/// One overhead run: a fresh Envoy (`plan.overhead_workers`) with `config`, closed-loop
+/// warm-up, then the measured closed-loop run and Envoy's CPU time over it.
+async fn saturate(
+    plan: &Plan,
+    config: &Path,
+    name: &str,
+) -> Result<(OverheadSample, LoadgenSummary), String> {
+    let spec = |duration| LoadgenSpec {
+        timeout: CALL_TIMEOUT,
+        ..LoadgenSpec::closed(DEFAULT_TARGET, plan.overhead_concurrency, duration)
+    };
+    let envoy = start_envoy(config, name, plan.overhead_workers)?;
+    load(&spec(plan.overhead_warm_up)).await?;
+    let pid = envoy.pid().ok_or("Envoy has no process id")?;
+    let cpu_before = process_cpu_time(pid)?;
+    let requests_before = envoy.stat(REQUESTS_STAT)?;
+    let report = load(&spec(plan.overhead_measure)).await?;
+    let cpu_after = process_cpu_time(pid)?;
+    let requests_after = envoy.stat(REQUESTS_STAT)?;
+    drop(envoy);
+    let sample = OverheadSample {
+        envoy_cpu: cpu_after.saturating_sub(cpu_before),
+        requests: requests_after.saturating_sub(requests_before),
+        rps: report.summary.rps,
+        p50_ms: report.summary.p50_ms,
+    };
+    Ok((sample, report.summary))
+}
+
+fn sample_line(sample: &OverheadSample) -> String {
+    format!(
+        "{:>6.1} µs Envoy CPU/request ({} requests, {:.2} s CPU)  {:>5.0} rps  p50 {:.2} ms",
+        sample.cpu_us_per_request(),
+        sample.requests,
+        sample.envoy_cpu.as_secs_f64(),
+        sample.rps,
+        sample.p50_ms,
+    )
+}
+
+/// `make bench-hostcalls`: the probe with no calls and with each call repeated, in
+/// interleaved rounds, as the overhead runs (closed loop, one Envoy worker).
+async fn hostcalls() -> Result<(), String> {
+    let quick = quick();
+    let plan = if quick { Plan::quick() } else { Plan::full() };
+    let server = preflight()?;
+    let _ports = fixed_ports_lock();
+    let started = Instant::now();
+    let root = repo_root();
+    let template_path = root.join(Policy::Hostcalls.config());
+    let template = fs::read_to_string(&template_path)
+        .map_err(|error| format!("cannot read {}: {error}", template_path.display()))?;
+    let dir = root.join(OUT_DIR).join("hostcalls");
+    let mut runs = vec![(None, dir.join("baseline.yaml"))];
+    runs.extend(Call::ALL.map(|call| (Some(call), dir.join(format!("{}.yaml", call.name())))));
+    for (call, path) in &runs {
+        write(path, &with_probe_calls(&template, &probe_calls(*call))?)?;
+    }
+    println!(
+        "host calls: the wasm-probe module with no calls and with each call {REPEAT}× per \
+         request; closed loop, {} in flight, Envoy with {} worker(s), {HOSTCALL_ROUNDS} rounds",
+        plan.overhead_concurrency, plan.overhead_workers
+    );
+    let _greeters = spawn_greeters(Scenario::Equal.greeters(&BACKEND_PORTS), &server)?;
+    let mut rounds = HostcallRounds::default();
+    for round in 1..=HOSTCALL_ROUNDS {
+        for (call, path) in &runs {
+            let label = call.map_or("baseline", Call::name);
+            let (sample, report) =
+                saturate(&plan, path, &format!("bench-hostcalls-{label}")).await?;
+            if report.success_rate < 1.0 {
+                return Err(format!(
+                    "{label}: {:.2} % of calls failed; a probe run must serve every call",
+                    100.0 * (1.0 - report.success_rate)
+                ));
+            }
+            println!("  round {round} {label:<17} {}", sample_line(&sample));
+            let cpu = sample.cpu_us_per_request();
+            match call {
+                Some(call) => rounds.calls.entry(*call).or_default().push(cpu),
+                None => rounds.baseline.push(cpu),
+            }
+        }
+    }
+    let costs = rounds.costs();
+    let setup_line = format!(
+        "Envoy CPU per request with the `wasm-probe` module making one host call {REPEAT}× \
+         per request, against the probe making none; closed loop with {} calls in flight, \
+         Envoy with {} worker, {HOSTCALL_ROUNDS} rounds of {} per run, interleaved; medians. \
+         Whole run: {:.0} s.",
+        plan.overhead_concurrency,
+        plan.overhead_workers,
+        humantime::format_duration(plan.overhead_measure),
+        started.elapsed().as_secs_f64()
+    );
+    let table = hostcall_costs::markdown(&costs, &setup_line);
+    let json = serde_json::to_string_pretty(&costs)
+        .map_err(|error| format!("cannot encode host call costs: {error}"))?;
+    write(&root.join(OUT_DIR).join("hostcalls.json"), &(json + "\n"))?;
+    write(&root.join(OUT_DIR).join("hostcalls.md"), &table)?;
+    println!("\n{table}");
+    println!(
+        "wrote {OUT_DIR}/hostcalls.json, {OUT_DIR}/hostcalls.md in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Each backend's share of the successful calls in percent, `33.3 / 33.3 / 33.3`.
@@ -340,8 +437,19 @@ fn publish() -> Result<(), String> {
     let table = read(&root.join(OUT_DIR).join("summary.md"))?;
     let chart = read(&root.join(OUT_DIR).join("latency.svg"))?;
     let readme_path = root.join("README.md");
-    let updated = readme::replace_block(&read(&readme_path)?, &table)
+    let mut updated = readme::replace_block(&read(&readme_path)?, &table)
         .map_err(|error| format!("README.md: {error}"))?;
+    // The host-call table comes from its own run (`make bench-hostcalls`), if there was one.
+    let hostcalls = root.join(OUT_DIR).join("hostcalls.md");
+    if hostcalls.is_file() {
+        updated = readme::replace_between(
+            &updated,
+            readme::HOSTCALLS_BEGIN,
+            readme::HOSTCALLS_END,
+            &read(&hostcalls)?,
+        )
+        .map_err(|error| format!("README.md: {error}"))?;
+    }
     write(&root.join(PUBLISHED_CHART), &chart)?;
     write(&readme_path, &updated)?;
     println!("updated README.md and {PUBLISHED_CHART}");
