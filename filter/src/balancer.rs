@@ -23,7 +23,6 @@ use crate::record::EndpointRecord;
 use crate::rng::SplitMix64;
 use crate::store::{record_key, SharedStore};
 use crate::Nanos;
-use hashbrown::hash_map::EntryRef;
 use std::rc::Rc;
 
 /// Clusters a worker keeps state for; requests to further clusters use the fallback.
@@ -80,7 +79,7 @@ pub struct Balancer {
     config: Config,
     prefix: String,
     rng: SplitMix64,
-    clusters: FxMap<String, ClusterView>,
+    clusters: ClusterViews,
     decay_ns: f64,
     failure_decay_ns: f64,
     failure_penalty_ns: f64,
@@ -100,7 +99,7 @@ impl Balancer {
             config,
             prefix: prefix.into(),
             rng: SplitMix64::new(seed),
-            clusters: FxMap::default(),
+            clusters: ClusterViews::default(),
             scratch: Vec::with_capacity(crate::record::MAX_RECORD_LEN),
             check_last_pick: false,
         }
@@ -137,7 +136,10 @@ impl Balancer {
         );
         let explore_ratio = self.config.explore_ratio;
         self.check_last_pick = false;
-        let Some(view) = view_mut(&mut self.clusters, &self.prefix, store, metrics, cluster) else {
+        let Some(view) = self
+            .clusters
+            .get_or_create(&self.prefix, store, metrics, cluster)
+        else {
             return Decision::Fallback(FallbackReason::TooManyClusters);
         };
         let n = view.endpoints.len();
@@ -186,7 +188,10 @@ impl Balancer {
         let max_endpoints = self.config.max_endpoints;
         let prefix = &self.prefix;
         let scratch = &mut self.scratch;
-        let Some(view) = view_mut(&mut self.clusters, prefix, store, metrics, c.cluster) else {
+        let Some(view) = self
+            .clusters
+            .get_or_create(prefix, store, metrics, c.cluster)
+        else {
             return effect;
         };
 
@@ -296,7 +301,7 @@ impl Balancer {
         let (decay, ttl, prefix) = (self.decay_ns, self.config.endpoint_ttl, &self.prefix);
         let decays = (decay, self.failure_decay_ns);
         let scratch = &mut self.scratch;
-        for view in self.clusters.values_mut() {
+        for view in &mut self.clusters.views {
             view.sync(store, metrics, prefix, decays, scratch);
             let expired: Vec<String> = view
                 .endpoints
@@ -320,25 +325,46 @@ impl Balancer {
     }
 }
 
-/// The view of `cluster`, created (and synced from shared data) on first sight. One hash
-/// lookup when it exists (the per-request case).
-fn view_mut<'a>(
-    clusters: &'a mut FxMap<String, ClusterView>,
-    prefix: &str,
-    store: &dyn SharedStore,
-    metrics: &mut dyn Metrics,
-    cluster: &str,
-) -> Option<&'a mut ClusterView> {
-    let full = clusters.len() >= MAX_CLUSTERS;
-    match clusters.entry_ref(cluster) {
-        EntryRef::Occupied(entry) => Some(entry.into_mut()),
-        EntryRef::Vacant(_) if full => None,
-        EntryRef::Vacant(entry) => {
-            let mut view = ClusterView::new(prefix, cluster);
-            // A new view has nothing of its own to write, so the decays are not used.
-            view.sync(store, metrics, prefix, (0.0, 0.0), &mut Vec::new());
-            Some(entry.insert(view))
+/// This worker's views of the clusters it has seen, at most [`MAX_CLUSTERS`]; a view,
+/// once made, lives as long as the worker (its position never changes).
+#[derive(Default)]
+struct ClusterViews {
+    views: Vec<ClusterView>,
+    by_name: FxMap<String, usize>,
+    /// The view used last: most requests go to the cluster the previous one went to, and
+    /// comparing its name is cheaper than hashing.
+    last: usize,
+}
+
+impl ClusterViews {
+    fn get(&self, cluster: &str) -> Option<&ClusterView> {
+        self.views.get(*self.by_name.get(cluster)?)
+    }
+
+    /// The view of `cluster`, created (and synced from shared data) on first sight.
+    fn get_or_create(
+        &mut self,
+        prefix: &str,
+        store: &dyn SharedStore,
+        metrics: &mut dyn Metrics,
+        cluster: &str,
+    ) -> Option<&mut ClusterView> {
+        let last_matches = self.views.get(self.last).is_some_and(|v| v.name == cluster);
+        if !last_matches {
+            self.last = match self.by_name.get(cluster) {
+                Some(&i) => i,
+                None if self.views.len() >= MAX_CLUSTERS => return None,
+                None => {
+                    let mut view = ClusterView::new(prefix, cluster);
+                    // A new view has nothing of its own to write: the decays are not used.
+                    view.sync(store, metrics, prefix, (0.0, 0.0), &mut Vec::new());
+                    self.by_name.insert(cluster.to_owned(), self.views.len());
+                    self.views.push(view);
+                    self.views.len() - 1
+                }
+            };
         }
+        self.views.get_mut(self.last)
     }
 }
 
