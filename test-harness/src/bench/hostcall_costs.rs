@@ -1,9 +1,13 @@
 //! `make bench-hostcalls`: what each proxy-wasm host call costs Envoy, on its own.
 //!
-//! The `wasm-probe` module runs once with no calls (the baseline) and once per call
-//! with that call made [`REPEAT`] times per request; a call's price is its run's Envoy
-//! CPU per request over the baseline's, divided by [`REPEAT`]. Repeating the call lifts
-//! it well above the machine's noise; rounds are interleaved and each figure is a median.
+//! The `wasm-probe` module runs once with no calls (the baseline), once per call with that
+//! call made [`REPEAT`] times per request, and once with the filter's calls made once each
+//! ([`FILTER_CALLS`]). A call's price is its run's Envoy CPU per request over the
+//! baseline's, divided by [`REPEAT`]: repeating the call lifts it well above the
+//! machine's noise, but a call repeated in a tight loop finds Envoy's and V8's code and
+//! data warm, so the price is a marginal one. The filter's calls made together, once
+//! each, as the filter makes them, show what they cost in context. Rounds are interleaved
+//! and each figure is a median.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -18,11 +22,42 @@ pub const REPEAT: u32 = 20;
 /// The endpoints the probe's override header names in turn (the three greeters).
 pub const ENDPOINTS: &str = "endpoints=127.0.0.1:50051|127.0.0.1:50052|127.0.0.1:50053";
 
-/// The probe configuration of the run that measures `call`, or of the baseline.
-pub fn probe_calls(call: Option<Call>) -> String {
-    match call {
-        Some(call) => format!("{}={REPEAT} {ENDPOINTS}", call.name()),
-        None => ENDPOINTS.to_owned(),
+/// One run of `make bench-hostcalls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProbeRun {
+    /// No calls.
+    Baseline,
+    /// One call, [`REPEAT`] times per request.
+    Repeated(Call),
+    /// The filter's calls, once each per request.
+    FilterCalls,
+}
+
+impl ProbeRun {
+    /// Every run of a round, in order.
+    pub fn all() -> Vec<ProbeRun> {
+        let mut runs = vec![Self::Baseline];
+        runs.extend(Call::ALL.map(Self::Repeated));
+        runs.push(Self::FilterCalls);
+        runs
+    }
+
+    /// Its name in logs and file names.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Repeated(call) => call.name(),
+            Self::FilterCalls => "filter_calls",
+        }
+    }
+
+    /// The probe configuration of the run.
+    pub fn probe_calls(self) -> String {
+        match self {
+            Self::Baseline => ENDPOINTS.to_owned(),
+            Self::Repeated(call) => format!("{}={REPEAT} {ENDPOINTS}", call.name()),
+            Self::FilterCalls => format!("{FILTER_CALLS} {ENDPOINTS}"),
+        }
     }
 }
 
@@ -47,11 +82,10 @@ pub fn with_probe_calls(yaml: &str, calls: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// Envoy CPU µs per request of every round: the baseline's and each call's.
+/// Envoy CPU µs per request of every round of every run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HostcallRounds {
-    pub baseline: Vec<f64>,
-    pub calls: BTreeMap<Call, Vec<f64>>,
+    pub runs: BTreeMap<ProbeRun, Vec<f64>>,
 }
 
 /// `target/bench/hostcalls.json`.
@@ -65,6 +99,8 @@ pub struct HostcallCosts {
     pub calls: BTreeMap<&'static str, CallCost>,
     /// The sum of the prices of ewma-balancer's per-request calls (`FILTER_CALLS`).
     pub filter_calls_us: f64,
+    /// The same calls made together, once each per request, over the baseline.
+    pub filter_calls_together_us: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,12 +112,25 @@ pub struct CallCost {
 }
 
 impl HostcallRounds {
+    /// Adds one round of `run`.
+    pub fn add(&mut self, run: ProbeRun, cpu_us_per_request: f64) {
+        self.runs.entry(run).or_default().push(cpu_us_per_request);
+    }
+
+    fn median_of(&self, run: ProbeRun) -> Option<f64> {
+        self.runs.get(&run).map(|rounds| median(rounds))
+    }
+
     /// The medians and prices.
     pub fn costs(&self) -> HostcallCosts {
-        let baseline = median(&self.baseline);
+        let baseline = self.median_of(ProbeRun::Baseline).unwrap_or(0.0);
         let calls: BTreeMap<_, _> = self
-            .calls
+            .runs
             .iter()
+            .filter_map(|(run, rounds)| match run {
+                ProbeRun::Repeated(call) => Some((*call, rounds)),
+                ProbeRun::Baseline | ProbeRun::FilterCalls => None,
+            })
             .map(|(call, rounds)| {
                 let cost = CallCost {
                     us_per_call: (median(rounds) - baseline) / f64::from(REPEAT),
@@ -103,6 +152,9 @@ impl HostcallRounds {
             baseline_cpu_us_per_request: baseline,
             calls,
             filter_calls_us,
+            filter_calls_together_us: self
+                .median_of(ProbeRun::FilterCalls)
+                .map_or(0.0, |together| together - baseline),
         }
     }
 }
@@ -140,8 +192,10 @@ pub fn markdown(costs: &HostcallCosts, setup_line: &str) -> String {
     let _ = writeln!(
         out,
         "\nBaseline (the probe making no calls): {:.1} µs/request. The filter's per-request \
-         calls (`FILTER_CALLS`) add up to **{:.2} µs**.",
-        costs.baseline_cpu_us_per_request, costs.filter_calls_us
+         calls (`FILTER_CALLS`) add up to {:.2} µs at these marginal prices; made together, \
+         once each per request as the filter makes them, they cost **{:.2} µs** over the \
+         baseline.",
+        costs.baseline_cpu_us_per_request, costs.filter_calls_us, costs.filter_calls_together_us
     );
     out
 }
@@ -164,27 +218,39 @@ mod tests {
     }
 
     #[test]
-    fn each_run_repeats_one_call_and_the_baseline_makes_none() {
+    fn each_run_repeats_one_call_the_baseline_makes_none_and_the_last_the_filters() {
+        let runs = ProbeRun::all();
+        assert_eq!(runs.len(), Call::ALL.len() + 2);
+        assert_eq!(runs[0], ProbeRun::Baseline);
+        assert_eq!(runs[runs.len() - 1], ProbeRun::FilterCalls);
         assert_eq!(
-            probe_calls(Some(Call::GrpcStatus)),
+            ProbeRun::Repeated(Call::GrpcStatus).probe_calls(),
             format!("grpc_status=20 {ENDPOINTS}")
         );
-        assert_eq!(probe_calls(None), ENDPOINTS);
-        for call in [None, Some(Call::OverrideHeader)] {
-            assert!(Calls::parse(&probe_calls(call)).is_ok());
+        assert_eq!(ProbeRun::Baseline.probe_calls(), ENDPOINTS);
+        assert_eq!(
+            ProbeRun::FilterCalls.probe_calls(),
+            format!("{FILTER_CALLS} {ENDPOINTS}")
+        );
+        for run in runs {
+            assert!(Calls::parse(&run.probe_calls()).is_ok(), "{}", run.label());
         }
     }
 
     #[test]
     fn a_calls_price_is_its_median_over_the_baseline_per_repetition() {
-        let rounds = HostcallRounds {
-            baseline: vec![33.0, 34.0, 32.0],
-            calls: BTreeMap::from([
-                (Call::Clock, vec![38.0, 39.0, 80.0]),
-                (Call::ClusterName, vec![49.0, 49.0, 49.0]),
-                (Call::Counter, vec![34.0, 34.0, 34.0]),
-            ]),
-        };
+        let mut rounds = HostcallRounds::default();
+        for (run, cpu) in [
+            (ProbeRun::Baseline, [33.0, 34.0, 32.0]),
+            (ProbeRun::Repeated(Call::Clock), [38.0, 39.0, 80.0]),
+            (ProbeRun::Repeated(Call::ClusterName), [49.0, 49.0, 49.0]),
+            (ProbeRun::Repeated(Call::Counter), [34.0, 34.0, 34.0]),
+            (ProbeRun::FilterCalls, [36.5, 36.0, 37.0]),
+        ] {
+            for c in cpu {
+                rounds.add(run, c);
+            }
+        }
         let costs = rounds.costs();
         assert_eq!(costs.baseline_cpu_us_per_request, 33.0);
         assert_eq!(costs.calls["clock"].us_per_call, 0.3);
@@ -200,6 +266,8 @@ mod tests {
         assert!(
             table.contains("| `counter` | increment a counter | 0.05 | 34.0 / 34.0 / 34.0 | – |")
         );
-        assert!(table.contains("add up to **1.10 µs**"));
+        assert_eq!(costs.filter_calls_together_us, 3.5);
+        assert!(table.contains("add up to 1.10 µs at these marginal prices"));
+        assert!(table.contains("they cost **3.50 µs** over the baseline"));
     }
 }

@@ -28,7 +28,7 @@ use clap::Parser;
 use test_harness::{
     bench::{
         cpu::process_cpu_time,
-        hostcall_costs::{self, probe_calls, with_probe_calls, HostcallRounds, REPEAT},
+        hostcall_costs::{self, with_probe_calls, HostcallRounds, ProbeRun, REPEAT},
         overhead::{OverheadSample, OverheadSamples},
         plan::{Plan, Policy, Scenario, ODD_ONE_OUT, OVERHEAD_POLICIES},
         readme,
@@ -43,7 +43,6 @@ use test_harness::{
         GreeterProcess, BACKEND_PORTS,
     },
 };
-use wasm_probe::Call;
 
 /// Where the outputs go, relative to the repository root.
 const OUT_DIR: &str = "target/bench";
@@ -56,7 +55,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The time limits the benchmark is meant to stay within.
 const BUDGET_FULL: Duration = Duration::from_secs(300);
 const BUDGET_QUICK: Duration = Duration::from_secs(90);
-/// Rounds of `--hostcalls` (12 runs each).
+/// Rounds of `--hostcalls` (13 runs each).
 const HOSTCALL_ROUNDS: u32 = 3;
 
 /// Latency-aware balancing benchmark (set BENCH_QUICK=1 for the short run).
@@ -330,21 +329,24 @@ async fn hostcalls() -> Result<(), String> {
     let template = fs::read_to_string(&template_path)
         .map_err(|error| format!("cannot read {}: {error}", template_path.display()))?;
     let dir = root.join(OUT_DIR).join("hostcalls");
-    let mut runs = vec![(None, dir.join("baseline.yaml"))];
-    runs.extend(Call::ALL.map(|call| (Some(call), dir.join(format!("{}.yaml", call.name())))));
-    for (call, path) in &runs {
-        write(path, &with_probe_calls(&template, &probe_calls(*call))?)?;
+    let runs: Vec<(ProbeRun, PathBuf)> = ProbeRun::all()
+        .into_iter()
+        .map(|run| (run, dir.join(format!("{}.yaml", run.label()))))
+        .collect();
+    for (run, path) in &runs {
+        write(path, &with_probe_calls(&template, &run.probe_calls())?)?;
     }
     println!(
-        "host calls: the wasm-probe module with no calls and with each call {REPEAT}× per \
-         request; closed loop, {} in flight, Envoy with {} worker(s), {HOSTCALL_ROUNDS} rounds",
+        "host calls: the wasm-probe module with no calls, with each call {REPEAT}× per \
+         request, and with the filter's calls; closed loop, {} in flight, Envoy with {} \
+         worker(s), {HOSTCALL_ROUNDS} rounds",
         plan.overhead_concurrency, plan.overhead_workers
     );
     let _greeters = spawn_greeters(Scenario::Equal.greeters(&BACKEND_PORTS), &server)?;
     let mut rounds = HostcallRounds::default();
     for round in 1..=HOSTCALL_ROUNDS {
-        for (call, path) in &runs {
-            let label = call.map_or("baseline", Call::name);
+        for (run, path) in &runs {
+            let label = run.label();
             let (sample, report) =
                 saturate(&plan, path, &format!("bench-hostcalls-{label}")).await?;
             if report.success_rate < 1.0 {
@@ -354,17 +356,14 @@ async fn hostcalls() -> Result<(), String> {
                 ));
             }
             println!("  round {round} {label:<17} {}", sample_line(&sample));
-            let cpu = sample.cpu_us_per_request();
-            match call {
-                Some(call) => rounds.calls.entry(*call).or_default().push(cpu),
-                None => rounds.baseline.push(cpu),
-            }
+            rounds.add(*run, sample.cpu_us_per_request());
         }
     }
     let costs = rounds.costs();
     let setup_line = format!(
         "Envoy CPU per request with the `wasm-probe` module making one host call {REPEAT}× \
-         per request, against the probe making none; closed loop with {} calls in flight, \
+         per request (and, in a last run, the filter's calls once each), against the probe \
+         making none; closed loop with {} calls in flight, \
          Envoy with {} worker, {HOSTCALL_ROUNDS} rounds of {} per run, interleaved; medians. \
          Whole run: {:.0} s.",
         plan.overhead_concurrency,
