@@ -20,6 +20,7 @@ use test_harness::support::{
 fn every_envoy_config_in_the_repo_passes_envoy_validate() {
     wasm_path();
     wasm_floor_path();
+    wasm_probe_path();
     let mut checked = 0;
     let mut dirs = vec![repo_root().join("envoy-configs")];
     while let Some(dir) = dirs.pop() {
@@ -33,7 +34,7 @@ fn every_envoy_config_in_the_repo_passes_envoy_validate() {
             }
         }
     }
-    assert!(checked >= 6, "only {checked} configs found");
+    assert!(checked >= 7, "only {checked} configs found");
 }
 
 /// A bootstrap, not a file of xDS resources (envoy-configs/dynamic/{lds,cds}.yaml,

@@ -40,6 +40,18 @@ pub fn wasm_floor_path() -> PathBuf {
     path
 }
 
+/// The benchmark's host-call probe (`make wasm` builds it too).
+pub fn wasm_probe_path() -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip1/release/wasm_probe.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `make wasm` \
+         (cargo build --release --target wasm32-wasip1 -p wasm-probe)",
+        path.display()
+    );
+    path
+}
+
 pub fn static_config(name: &str) -> PathBuf {
     repo_root().join("envoy-configs/static").join(name)
 }
