@@ -139,7 +139,7 @@ impl HostcallRounds {
                 (call.name(), cost)
             })
             .collect();
-        let filter = Calls::parse(&format!("{FILTER_CALLS} {ENDPOINTS}")).unwrap_or_default();
+        let filter = filter_calls();
         let filter_calls_us = Call::ALL
             .iter()
             .filter_map(|&call| {
@@ -159,6 +159,11 @@ impl HostcallRounds {
     }
 }
 
+/// How often the filter makes each call per request ([`FILTER_CALLS`]).
+fn filter_calls() -> Calls {
+    Calls::parse(&ProbeRun::FilterCalls.probe_calls()).unwrap_or_default()
+}
+
 /// The table `make bench-publish` puts in the README.
 pub fn markdown(costs: &HostcallCosts, setup_line: &str) -> String {
     let mut out = String::new();
@@ -166,7 +171,7 @@ pub fn markdown(costs: &HostcallCosts, setup_line: &str) -> String {
     out.push_str("| call | what it does | µs per call | each round, µs/request (call ×");
     let _ = writeln!(out, "{REPEAT}) | in the filter's calls |");
     out.push_str("|---|---|--:|--:|:-:|\n");
-    let filter = Calls::parse(&format!("{FILTER_CALLS} {ENDPOINTS}")).unwrap_or_default();
+    let filter = filter_calls();
     for call in Call::ALL {
         let Some(cost) = costs.calls.get(call.name()) else {
             continue;

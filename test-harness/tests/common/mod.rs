@@ -16,40 +16,32 @@ pub const GREETER_SERVER: &str = env!("CARGO_BIN_EXE_greeter-server");
 pub const SLOW: &str = "127.0.0.1:50053";
 pub const OVERRIDE_HEADER: &str = "x-ewma-balancer-host";
 
-/// The built filter; the e2e tests need it (`make wasm` builds it).
+/// A module `make wasm` builds, from `package`; the test fails with how to build it
+/// when it is missing.
+fn built_module(file: &str, package: &str) -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip1/release").join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `make wasm` \
+         (cargo build --release --target wasm32-wasip1 -p {package})",
+        path.display()
+    );
+    path
+}
+
+/// The built filter; the e2e tests need it.
 pub fn wasm_path() -> PathBuf {
-    let path = repo_root().join("target/wasm32-wasip1/release/ewma_balancer.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `make wasm` \
-         (cargo build --release --target wasm32-wasip1 -p ewma-balancer)",
-        path.display()
-    );
-    path
+    built_module("ewma_balancer.wasm", "ewma-balancer")
 }
 
-/// The no-op module of the benchmark's floor config (`make wasm` builds it too).
+/// The no-op module of the benchmark's floor config.
 pub fn wasm_floor_path() -> PathBuf {
-    let path = repo_root().join("target/wasm32-wasip1/release/wasm_floor.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `make wasm` \
-         (cargo build --release --target wasm32-wasip1 -p wasm-floor)",
-        path.display()
-    );
-    path
+    built_module("wasm_floor.wasm", "wasm-floor")
 }
 
-/// The benchmark's host-call probe (`make wasm` builds it too).
+/// The benchmark's host-call probe.
 pub fn wasm_probe_path() -> PathBuf {
-    let path = repo_root().join("target/wasm32-wasip1/release/wasm_probe.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `make wasm` \
-         (cargo build --release --target wasm32-wasip1 -p wasm-probe)",
-        path.display()
-    );
-    path
+    built_module("wasm_probe.wasm", "wasm-probe")
 }
 
 pub fn static_config(name: &str) -> PathBuf {
