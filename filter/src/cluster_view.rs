@@ -277,11 +277,6 @@ impl ClusterView {
         self.by_addr.get(addr).copied()
     }
 
-    pub fn get_mut(&mut self, addr: &str) -> Option<&mut EndpointView> {
-        let i = self.position(addr)?;
-        self.endpoints.get_mut(i)
-    }
-
     pub fn push(&mut self, endpoint: EndpointView) {
         self.by_addr
             .insert(endpoint.record.addr.clone(), self.endpoints.len());
