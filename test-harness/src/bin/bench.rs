@@ -34,7 +34,7 @@ use test_harness::{
         readme,
         summary::{BenchSummary, RunResult},
         svg::latency_svg,
-        table::{markdown, Setup},
+        table::{human, markdown, Setup},
     },
     load::DEFAULT_TARGET,
     loadgen::{run_loadgen, LoadgenReport, LoadgenSpec, LoadgenSummary},
@@ -316,8 +316,9 @@ fn sample_line(sample: &OverheadSample) -> String {
     )
 }
 
-/// `make bench-hostcalls`: the probe with no calls and with each call repeated, in
-/// interleaved rounds, as the overhead runs (closed loop, one Envoy worker).
+/// `make bench-hostcalls`: the probe with no calls, with each call repeated, and with the
+/// filter's calls once each, in interleaved rounds, as the overhead runs (closed loop,
+/// one Envoy worker).
 async fn hostcalls() -> Result<(), String> {
     let quick = quick();
     let plan = if quick { Plan::quick() } else { Plan::full() };
@@ -368,7 +369,7 @@ async fn hostcalls() -> Result<(), String> {
          Whole run: {:.0} s.",
         plan.overhead_concurrency,
         plan.overhead_workers,
-        humantime::format_duration(plan.overhead_measure),
+        human(plan.overhead_measure),
         started.elapsed().as_secs_f64()
     );
     let table = hostcall_costs::markdown(&costs, &setup_line);

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use test_harness::bench::plan::PROBE_MODULE;
 use test_harness::support::repo_root;
 use test_harness::wasm_host::scenario::{Endpoint, Scenario, EPOCH};
 use test_harness::wasm_host::{filter_wasm_path, seed_endpoints, VmOptions, WasmHost};
@@ -46,7 +47,7 @@ fn measure(module: Module, endpoints: usize) -> Result<Figures, String> {
     let (path, options) = match module {
         Module::Filter => (filter_wasm_path(), VmOptions::default()),
         Module::Probe => (
-            repo_root().join("target/wasm32-wasip1/release/wasm_probe.wasm"),
+            repo_root().join(PROBE_MODULE),
             VmOptions {
                 plugin_name: "wasm-probe".into(),
                 plugin_config: format!(
