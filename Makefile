@@ -80,7 +80,7 @@ lint: toolchain
 	cargo clippy -p ewma-balancer -p wasm-floor -p wasm-probe --target wasm32-wasip1 -- -D warnings
 
 unit:
-	cargo test -p ewma-balancer -p wasm-probe
+	cargo test -p ewma-balancer -p wasm-probe -p ewma-check-config
 
 # Fuzzing (docs/fuzzing.md): libFuzzer on the stable toolchain (--sanitizer none).
 # `FUZZ_TIME=600 make fuzz` explores: each target for FUZZ_TIME seconds from its growing

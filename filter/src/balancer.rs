@@ -2,44 +2,59 @@
 //! what Envoy actually used, sharing what it learns with the other workers.
 //!
 //! * `pick` runs on request headers. It touches no shared data (after a cluster's first
-//!   request): two random endpoints from the cached view, two costs, one comparison.
-//! * `complete` runs when the request is done. One compare-and-swap on the record of the
-//!   endpoint Envoy used: its latency sample, outcome, and this worker's pending changes.
+//!   request): two random endpoints from the cached view, two costs, one comparison,
+//!   and a probe of the loser when its failures are what keep it out and it is due.
+//! * `complete` runs when the request is done. It judges whose doing the end was
+//!   (`outcome.rs`), asking the host only for the facts it needs, and applies what that
+//!   teaches to the endpoint's view; the shared record gets it with the next flush.
 //! * `tick` runs every `refreshInterval`: re-reads the index and records, writes
-//!   unflushed pending counts, expires endpoints not seen for `endpointTtl`, and flushes
-//!   counters and gauges to metrics.
+//!   unflushed pending counts and observations, expires endpoints not seen for
+//!   `endpointTtl`, and flushes counters and gauges to metrics.
 
-use crate::cluster_view::{
-    read_record, update_index, update_record, ClusterView, EndpointView, Observation, UpdateError,
-    MAX_UNFLUSHED_OBSERVATIONS,
-};
+use crate::cas::UpdateError;
+use crate::cluster_view::{ClusterView, EndpointView, MAX_UNFLUSHED_OBSERVATIONS};
 use crate::config::Config;
-use crate::cost::cost;
+use crate::facts::CompletionFacts;
 use crate::fx_map::FxMap;
-use crate::metrics::{EndpointMetricIds, Metrics};
+use crate::metrics::{MetricKind, Metrics, CLUSTERS_OVER_LIMIT};
+use crate::observation::{Observation, Timing};
 use crate::outcome::Outcome;
-use crate::p2c::{cheaper, pick_two};
-use crate::record::EndpointRecord;
+use crate::p2c::pick_two;
 use crate::rng::SplitMix64;
-use crate::store::{record_key, SharedStore};
+use crate::store::SharedStore;
+use crate::tuning::Tuning;
 use crate::Nanos;
 use std::rc::Rc;
 
-/// Clusters a worker keeps state for; requests to further clusters use the fallback.
+/// Clusters a worker keeps state for; requests to further clusters are left to the
+/// cluster's fallback policy, counted in `ewma_balancer_clusters_over_limit_total`, and
+/// the first of them is logged. Each cluster costs a worker a view (about 200 bytes plus
+/// its endpoints) and shared data one index key.
 pub const MAX_CLUSTERS: usize = 256;
 
-/// The first and then every `CHECK_EVERY`th pick of an endpoint (per worker) asks the
-/// host to check which endpoint Envoy really used (`upstream.address`, a dear property
-/// read). An endpoint that left the cluster is served by Envoy's fallback policy without
-/// error, so it is noticed within this many picks; the checks in between are skipped.
-/// Failed requests and fallback decisions are always checked by the host.
+/// The first and then every `CHECK_EVERY`th pick of an endpoint (per worker) is
+/// verified: the host is asked which endpoint Envoy really used (`upstream.address`, a
+/// dear property read). An endpoint that left the cluster is served by Envoy's fallback
+/// policy without error, so it is noticed within this many picks; the checks in between
+/// are skipped. Failed requests, probes and fallback decisions are always verified.
 pub const CHECK_EVERY: u32 = 8;
+
+/// An endpoint the balancer chose for a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pick {
+    /// The `IP:port` to name in the override header; shared with the view, so a pick
+    /// allocates nothing.
+    pub addr: Rc<str>,
+    /// Whether the completion should ask which endpoint Envoy really used.
+    pub verify: bool,
+    /// The call probes an endpoint penalised for failures (see `failure_score.rs`).
+    pub probe: bool,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Send to this `IP:port` (the value of the override header). Shared with the view,
-    /// so a pick allocates nothing.
-    Override(Rc<str>),
+    /// Send to this endpoint (the value of the override header).
+    Override(Pick),
     /// Let the cluster's fallback policy choose.
     Fallback(FallbackReason),
 }
@@ -54,54 +69,52 @@ pub enum FallbackReason {
     TooManyClusters,
 }
 
-/// What Envoy did with a request, as the host read it on completion.
+/// A completed request, as the host tracked it.
 #[derive(Clone, Copy, Debug)]
 pub struct Completion<'a> {
     pub cluster: &'a str,
-    /// The endpoint the filter put in the override header, if any.
-    pub chosen: Option<&'a str>,
-    /// `upstream.address`: the endpoint Envoy actually used, if any.
-    pub actual: Option<&'a str>,
-    /// Request headers to response headers (or to completion when no response came).
-    pub latency: Nanos,
-    pub outcome: Outcome,
-    pub now: Nanos,
+    /// What the balancer chose, if it chose (not for a fallback).
+    pub pick: Option<&'a Pick>,
+    /// The request was gRPC.
+    pub grpc: bool,
+    pub timing: Timing,
 }
 
 /// What a completion changed, for logs and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompletionEffect {
+    pub outcome: Outcome,
     pub learned: Option<String>,
     pub forgot: Option<String>,
 }
 
 pub struct Balancer {
     config: Config,
+    tuning: Tuning,
     prefix: String,
     rng: SplitMix64,
     clusters: ClusterViews,
-    decay_ns: f64,
-    failure_decay_ns: f64,
-    failure_penalty_ns: f64,
     /// Reused encode buffer for record writes.
     scratch: Vec<u8>,
-    /// Whether the last `Override` should be checked against `upstream.address`.
-    check_last_pick: bool,
+    /// Requests to clusters beyond `MAX_CLUSTERS` since the last tick.
+    over_limit: u64,
+    over_limit_logged: bool,
+    over_limit_id: Option<Option<u32>>,
 }
 
 impl Balancer {
     /// `prefix` namespaces shared-data keys (the plugin name); `seed` the worker's RNG.
     pub fn new(config: Config, prefix: &str, seed: u64) -> Self {
         Self {
-            decay_ns: config.decay as f64,
-            failure_decay_ns: config.failure_decay as f64,
-            failure_penalty_ns: config.failure_penalty as f64,
+            tuning: Tuning::from(&config),
             config,
             prefix: prefix.into(),
             rng: SplitMix64::new(seed),
             clusters: ClusterViews::default(),
             scratch: Vec::with_capacity(crate::record::MAX_RECORD_LEN),
-            check_last_pick: false,
+            over_limit: 0,
+            over_limit_logged: false,
+            over_limit_id: None,
         }
     }
 
@@ -114,13 +127,6 @@ impl Balancer {
         self.clusters.get(cluster)
     }
 
-    /// Whether the completion of the last `Override` should say which endpoint Envoy
-    /// really used (see [`CHECK_EVERY`]). Without it, the outcome is credited to the
-    /// endpoint named.
-    pub fn check_last_pick(&self) -> bool {
-        self.check_last_pick
-    }
-
     /// Chooses the endpoint for a new request to `cluster`.
     pub fn pick(
         &mut self,
@@ -129,25 +135,31 @@ impl Balancer {
         cluster: &str,
         now: Nanos,
     ) -> Decision {
-        let (decay, failure_decay, penalty) = (
-            self.decay_ns,
-            self.failure_decay_ns,
-            self.failure_penalty_ns,
-        );
+        let tuning = self.tuning;
         let explore_ratio = self.config.explore_ratio;
-        self.check_last_pick = false;
-        let Some(view) = self
-            .clusters
-            .get_or_create(&self.prefix, store, metrics, cluster)
-        else {
+        let Some(view) = self.clusters.get_or_create(
+            &self.prefix,
+            self.config.max_endpoints,
+            store,
+            metrics,
+            &tuning,
+            cluster,
+        ) else {
+            self.over_limit += 1;
+            if !self.over_limit_logged {
+                self.over_limit_logged = true;
+                log::warn!(
+                    "cluster {cluster} not balanced: this worker already balances {MAX_CLUSTERS} clusters (the limit); further clusters use their fallback policy"
+                );
+            }
             return Decision::Fallback(FallbackReason::TooManyClusters);
         };
         let n = view.endpoints.len();
+        let rng = &mut self.rng;
         if n < 2 {
             view.decisions.too_few += 1;
             return Decision::Fallback(FallbackReason::TooFewEndpoints);
         }
-        let rng = &mut self.rng;
         if explore_ratio > 0.0 && rng.unit() < explore_ratio {
             view.decisions.explores += 1;
             return Decision::Fallback(FallbackReason::Exploring);
@@ -155,141 +167,127 @@ impl Balancer {
         let Some((a, b)) = pick_two(n, rng) else {
             return Decision::Fallback(FallbackReason::TooFewEndpoints);
         };
-        let cost_of = |e: &EndpointView| cost(e.load_at(now, decay, failure_decay), penalty);
-        let (ca, cb) = (cost_of(&view.endpoints[a]), cost_of(&view.endpoints[b]));
-        let chosen = cheaper((a, ca), (b, cb));
+        let (Some(first), Some(second)) = (view.endpoints.get(a), view.endpoints.get(b)) else {
+            return Decision::Fallback(FallbackReason::TooFewEndpoints);
+        };
+        let (ca, cb) = (first.cost_at(now, &tuning), second.cost_at(now, &tuning));
+        // Ties go to the first of the pair (pick_two orders it at random).
+        let (winner, loser) = if cb < ca { (b, a) } else { (a, b) };
+        let probe = if loser == a { first } else { second }.probe_due(now, &tuning);
+        let chosen = if probe { loser } else { winner };
         log::debug!(
-            "pick cluster={} candidates=[{} cost={:.3}ms, {} cost={:.3}ms] chosen={}",
+            "pick cluster={} candidates=[{} cost={:.3}ms, {} cost={:.3}ms] chosen={} probe={probe}",
             view.name,
-            view.endpoints[a].record.addr,
+            first.record.addr,
             ca / 1e6,
-            view.endpoints[b].record.addr,
+            second.record.addr,
             cb / 1e6,
-            view.endpoints[chosen].record.addr
+            if chosen == a {
+                &first.record.addr
+            } else {
+                &second.record.addr
+            },
         );
-        view.decisions.overrides += 1;
-        let endpoint = &mut view.endpoints[chosen];
+        let Some(endpoint) = view.endpoints.get_mut(chosen) else {
+            return Decision::Fallback(FallbackReason::TooFewEndpoints);
+        };
+        if probe {
+            view.decisions.probes += 1;
+        } else {
+            view.decisions.overrides += 1;
+        }
         endpoint.unflushed_pending += 1;
-        self.check_last_pick = endpoint.picks % CHECK_EVERY == 0;
+        let verify = probe || endpoint.picks % CHECK_EVERY == 0;
         endpoint.picks = endpoint.picks.wrapping_add(1);
-        Decision::Override(Rc::clone(&endpoint.addr))
+        Decision::Override(Pick {
+            addr: Rc::clone(&endpoint.addr),
+            verify,
+            probe,
+        })
     }
 
-    /// Records what happened to a request.
+    /// Records what happened to a request, reading from `facts` only what it needs.
     pub fn complete(
         &mut self,
         store: &dyn SharedStore,
         metrics: &mut dyn Metrics,
+        facts: &mut dyn CompletionFacts,
         c: &Completion<'_>,
     ) -> CompletionEffect {
-        let mut effect = CompletionEffect::default();
-        let (decay, failure_decay) = (self.decay_ns, self.failure_decay_ns);
-        let default_rtt = self.config.default_rtt as f64;
-        let max_endpoints = self.config.max_endpoints;
-        let prefix = &self.prefix;
-        let scratch = &mut self.scratch;
-        let Some(view) = self
-            .clusters
-            .get_or_create(prefix, store, metrics, c.cluster)
-        else {
+        let elapsed = c.timing.finished.saturating_sub(c.timing.started);
+        let outcome = Outcome::judge(facts, c.grpc, elapsed, &self.config.failure_grpc_codes);
+        let mut effect = CompletionEffect {
+            outcome,
+            learned: None,
+            forgot: None,
+        };
+        let tuning = self.tuning;
+        let Some(view) = self.clusters.get_or_create(
+            &self.prefix,
+            self.config.max_endpoints,
+            store,
+            metrics,
+            &tuning,
+            c.cluster,
+        ) else {
             return effect;
         };
-
-        // The pick's pending increment is undone whatever happened.
-        let chosen_position = c.chosen.and_then(|chosen| view.position(chosen));
-        if let Some(e) = chosen_position.and_then(|i| view.endpoints.get_mut(i)) {
-            e.unflushed_pending -= 1;
-        }
-        // Envoy used another endpoint than the one we named: ours has left the cluster.
-        let mut forgot_chosen = false;
-        if let (Some(chosen), Some(actual)) = (c.chosen, c.actual) {
+        let chosen = c.pick.map(|p| &*p.addr);
+        let mut position = settle_pending(view, chosen);
+        let actual = if must_verify(c.pick, outcome) {
+            facts.upstream_address()
+        } else {
+            None
+        };
+        if let (Some(chosen), Some(actual)) = (chosen, actual.as_deref()) {
             if chosen != actual {
-                forgot_chosen = true;
-                forget(store, metrics, view, prefix, chosen);
+                // Envoy used another endpoint than the one named: ours has left the cluster.
+                view.forget(store, metrics, chosen);
                 log::info!(
                     "endpoint {chosen} left cluster {} (Envoy used {actual}); forgotten",
                     view.name
                 );
                 effect.forgot = Some(chosen.into());
+                position = None;
             }
         }
-        let Some(target) = c.actual.or(c.chosen) else {
+        let Some(target) = actual.as_deref().or(chosen) else {
             return effect;
         };
-
-        let observation = Observation {
-            latency_ns: c.latency as f64,
-            failed: c.outcome.is_endpoint_failure(),
-            unsuccessful: !c.outcome.is_success(),
-            now: c.now,
-        };
-        let apply = |r: &mut EndpointRecord| observation.apply(r, decay, failure_decay);
-        // Usually the endpoint named, found above (one lookup per completion); forgetting
-        // it moved others, so then look again.
-        let position = if c.chosen.is_none() || forgot_chosen {
-            view.position(target)
-        } else {
-            chosen_position
-        };
-        // A known endpoint: the observation counts in this worker's view at once and goes
-        // to shared data with the next flush (the tick, or a full buffer).
-        let updated = match position.and_then(|i| view.endpoints.get_mut(i)) {
-            Some(e) => {
-                apply(&mut e.record);
-                e.unflushed.push(observation);
-                if e.unflushed.len() < MAX_UNFLUSHED_OBSERVATIONS {
-                    true
-                } else {
-                    match e.flush(store, decay, failure_decay, scratch) {
-                        Ok(()) => true,
-                        Err(UpdateError::Contended) => {
-                            // Shared data keeps refusing: the observations still count
-                            // here; stop holding more than a few buffers' worth.
-                            if e.unflushed.len() >= 4 * MAX_UNFLUSHED_OBSERVATIONS {
-                                e.unflushed.clear();
-                            }
-                            true
-                        }
-                        Err(UpdateError::Missing) => {
-                            view.remove(target);
-                            false
-                        }
-                    }
+        // One endpoint lookup per completion: `position` is the named endpoint's, unless
+        // Envoy is known to have used another (or nothing was named).
+        if actual.is_some() && actual.as_deref() != chosen {
+            position = view.position(target);
+        }
+        let probe = c.pick.is_some_and(|p| p.probe);
+        if let Some(observation) = Observation::of(outcome, &c.timing, probe) {
+            let known = position.and_then(|i| view.endpoints.get_mut(i)).map(|e| {
+                e.observe(observation, &tuning);
+                flush_if_full(e, store, &tuning, &mut self.scratch)
+            });
+            match known {
+                Some(FlushResult::Kept) => {}
+                Some(FlushResult::Gone) => {
+                    view.remove(target);
+                    position = None;
                 }
+                None => {}
             }
-            None => false,
-        };
-        if !updated {
-            let initial = if c.latency > 0 {
-                observation.latency_ns
-            } else {
-                default_rtt
-            };
-            if learn(
-                store,
-                metrics,
-                view,
-                prefix,
-                target,
-                initial,
-                c.now,
-                max_endpoints,
-                &apply,
-            ) {
-                log::info!("learned endpoint {target} in cluster {}", view.name);
-                effect.learned = Some(target.into());
+            if position.is_none() && outcome.is_the_endpoints() {
+                if view.learn(store, metrics, target, &observation, &tuning) {
+                    log::info!("learned endpoint {target} in cluster {}", view.name);
+                    effect.learned = Some(target.into());
+                }
+                position = view.position(target);
             }
         }
-        let position = if updated {
-            position
-        } else {
-            view.position(target)
-        };
-        if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
-            e.unflushed_requests += 1;
-            e.unflushed_failures += u64::from(observation.unsuccessful);
-            if let Some(id) = e.metric_ids.latency {
-                metrics.record(id, c.latency / 1_000);
+        if outcome != Outcome::NotSent {
+            if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
+                e.unflushed_requests += 1;
+                e.unflushed_failures += u64::from(outcome.counts_as_unsuccessful());
+                if let (Some(id), true) = (e.metric_ids.latency, outcome.is_the_endpoints()) {
+                    metrics.record(id, c.timing.latency() / 1_000);
+                }
             }
         }
         effect
@@ -298,11 +296,11 @@ impl Balancer {
     /// Periodic work: sync every cluster view with shared data, expire endpoints not seen
     /// for `endpointTtl`, flush counters and gauges.
     pub fn tick(&mut self, store: &dyn SharedStore, metrics: &mut dyn Metrics, now: Nanos) {
-        let (decay, ttl, prefix) = (self.decay_ns, self.config.endpoint_ttl, &self.prefix);
-        let decays = (decay, self.failure_decay_ns);
+        let tuning = self.tuning;
+        let ttl = self.config.endpoint_ttl;
         let scratch = &mut self.scratch;
         for view in &mut self.clusters.views {
-            view.sync(store, metrics, prefix, decays, scratch);
+            view.sync(store, metrics, &tuning, scratch);
             let expired: Vec<String> = view
                 .endpoints
                 .iter()
@@ -315,13 +313,76 @@ impl Balancer {
                     view.name,
                     ttl / 1_000_000_000
                 );
-                forget(store, metrics, view, prefix, &addr);
+                view.forget(store, metrics, &addr);
             }
             for e in &mut view.endpoints {
-                flush_endpoint_metrics(metrics, e, now, decay);
+                flush_endpoint_metrics(metrics, e, now, &tuning);
             }
             view.decisions.flush(metrics, &view.name);
         }
+        if self.over_limit > 0 {
+            let id = *self
+                .over_limit_id
+                .get_or_insert_with(|| metrics.define(MetricKind::Counter, CLUSTERS_OVER_LIMIT));
+            if let Some(id) = id {
+                metrics.increment(id, self.over_limit);
+            }
+            self.over_limit = 0;
+        }
+    }
+}
+
+/// The pick's pending increment is undone whatever happened; returns the position of
+/// the endpoint named, if this view has it.
+fn settle_pending(view: &mut ClusterView, chosen: Option<&str>) -> Option<usize> {
+    let position = chosen.and_then(|chosen| view.position(chosen));
+    if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
+        e.unflushed_pending -= 1;
+    }
+    position
+}
+
+/// Whether to ask the host which endpoint Envoy used: for a fallback decision whose
+/// endpoint answered (the filter learns from it), for a pick the balancer asked to
+/// verify, and for a failure or error (the endpoint named may be gone, and the outcome
+/// must be credited to the one that produced it). A success of an unverified pick is
+/// credited to the endpoint named; a request the client gave up on, or that never
+/// reached an endpoint, needs no answer.
+fn must_verify(pick: Option<&Pick>, outcome: Outcome) -> bool {
+    match pick {
+        None => outcome.is_the_endpoints(),
+        Some(p) => p.verify || matches!(outcome, Outcome::EndpointFailure | Outcome::RequestError),
+    }
+}
+
+enum FlushResult {
+    /// The observation counts (written, or kept for the next write).
+    Kept,
+    /// The endpoint's record is gone from shared data.
+    Gone,
+}
+
+/// Writes the endpoint's observations to shared data once the buffer is full.
+fn flush_if_full(
+    e: &mut EndpointView,
+    store: &dyn SharedStore,
+    tuning: &Tuning,
+    scratch: &mut Vec<u8>,
+) -> FlushResult {
+    if e.unflushed.len() < MAX_UNFLUSHED_OBSERVATIONS {
+        return FlushResult::Kept;
+    }
+    match e.flush(store, tuning, scratch) {
+        Ok(()) => FlushResult::Kept,
+        Err(UpdateError::Contended) => {
+            // Shared data keeps refusing: the observations still count here; stop
+            // holding more than a few buffers' worth.
+            if e.unflushed.len() >= 4 * MAX_UNFLUSHED_OBSERVATIONS {
+                e.unflushed.clear();
+            }
+            FlushResult::Kept
+        }
+        Err(UpdateError::Missing) => FlushResult::Gone,
     }
 }
 
@@ -345,8 +406,10 @@ impl ClusterViews {
     fn get_or_create(
         &mut self,
         prefix: &str,
+        max_endpoints: u16,
         store: &dyn SharedStore,
         metrics: &mut dyn Metrics,
+        tuning: &Tuning,
         cluster: &str,
     ) -> Option<&mut ClusterView> {
         let last_matches = self.views.get(self.last).is_some_and(|v| v.name == cluster);
@@ -355,9 +418,8 @@ impl ClusterViews {
                 Some(&i) => i,
                 None if self.views.len() >= MAX_CLUSTERS => return None,
                 None => {
-                    let mut view = ClusterView::new(prefix, cluster);
-                    // A new view has nothing of its own to write: the decays are not used.
-                    view.sync(store, metrics, prefix, (0.0, 0.0), &mut Vec::new());
+                    let mut view = ClusterView::new(prefix, cluster, max_endpoints);
+                    view.sync(store, metrics, tuning, &mut Vec::new());
                     self.by_name.insert(cluster.to_owned(), self.views.len());
                     self.views.push(view);
                     self.views.len() - 1
@@ -368,7 +430,12 @@ impl ClusterViews {
     }
 }
 
-fn flush_endpoint_metrics(metrics: &mut dyn Metrics, e: &mut EndpointView, now: Nanos, decay: f64) {
+fn flush_endpoint_metrics(
+    metrics: &mut dyn Metrics,
+    e: &mut EndpointView,
+    now: Nanos,
+    tuning: &Tuning,
+) {
     let ids = e.metric_ids;
     if let (Some(id), 1..) = (ids.requests, e.unflushed_requests) {
         metrics.increment(id, e.unflushed_requests);
@@ -378,10 +445,10 @@ fn flush_endpoint_metrics(metrics: &mut dyn Metrics, e: &mut EndpointView, now: 
     }
     e.unflushed_requests = 0;
     e.unflushed_failures = 0;
-    let gauges = (
-        (e.record.latency.estimate_at(now, decay) / 1_000.0) as u64,
-        u64::from(e.pending()),
-    );
+    // Microseconds of a finite, non-negative estimate: the float-to-int cast saturates.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ewma_us = (e.record.latency.estimate_at(now, tuning.decay_ns) / 1_000.0) as u64;
+    let gauges = (ewma_us, u64::from(e.pending()));
     if e.last_gauges != Some(gauges) {
         if let Some(id) = ids.ewma {
             metrics.record(id, gauges.0);
@@ -391,99 +458,4 @@ fn flush_endpoint_metrics(metrics: &mut dyn Metrics, e: &mut EndpointView, now: 
         }
         e.last_gauges = Some(gauges);
     }
-}
-
-/// Removes `addr` from the shared index and clears its record (if it is still ours),
-/// and from this worker's view.
-fn forget(
-    store: &dyn SharedStore,
-    metrics: &mut dyn Metrics,
-    view: &mut ClusterView,
-    prefix: &str,
-    addr: &str,
-) {
-    // The slot is the one the index gave: this view may still hold `addr` on an older
-    // slot (another worker forgot and re-learned it since this view's last sync), and
-    // clearing only that one would leave the live record, and its pending count, behind.
-    if let Ok((Some(slot), _)) = update_index(store, &view.index_key, &mut |ix| ix.remove(addr)) {
-        let key = record_key(prefix, &view.name, slot);
-        if let Some((bytes, cas)) = store.get(&key) {
-            if EndpointRecord::decode(&bytes).is_ok_and(|r| r.addr == addr) {
-                let _ = store.set(&key, &[], cas);
-            }
-        }
-    }
-    drop_from_view(metrics, view, addr);
-}
-
-/// Removes `addr` from this worker's view only, zeroing its gauges so a forgotten
-/// endpoint does not look busy forever.
-fn drop_from_view(metrics: &mut dyn Metrics, view: &mut ClusterView, addr: &str) {
-    if let Some(e) = view.remove(addr) {
-        for id in [e.metric_ids.ewma, e.metric_ids.pending]
-            .into_iter()
-            .flatten()
-        {
-            metrics.record(id, 0);
-        }
-    }
-}
-
-/// Adds `addr` to the shared index and creates (or joins) its record with `apply`
-/// applied. Returns false when the index is full or shared data refused.
-#[allow(clippy::too_many_arguments)]
-fn learn(
-    store: &dyn SharedStore,
-    metrics: &mut dyn Metrics,
-    view: &mut ClusterView,
-    prefix: &str,
-    addr: &str,
-    initial_latency: f64,
-    now: Nanos,
-    max_endpoints: u16,
-    apply: &dyn Fn(&mut EndpointRecord),
-) -> bool {
-    let Ok((_, index)) = update_index(store, &view.index_key, &mut |ix| {
-        if ix.slot_of(addr).is_some() {
-            None
-        } else {
-            ix.insert(addr, max_endpoints).map(|_| ())
-        }
-    }) else {
-        return false;
-    };
-    let Some(slot) = index.slot_of(addr) else {
-        return false;
-    };
-    let key = record_key(prefix, &view.name, slot);
-    let record = match update_record(store, &key, addr, apply) {
-        Ok(record) => record,
-        Err(_) => {
-            let mut record = EndpointRecord::new(addr, initial_latency, now);
-            apply(&mut record);
-            let cas = store.get(&key).map_or(0, |(_, cas)| cas);
-            if store.set(&key, &record.encode(), cas).is_err() {
-                match read_record(store, &key, addr) {
-                    Some(r) => r,
-                    None => return false,
-                }
-            } else {
-                record
-            }
-        }
-    };
-    // Another worker may have forgotten the endpoint this view still holds on `slot` and
-    // given the slot to `addr`: that endpoint's record is gone, so drop it here too (one
-    // endpoint per slot keeps the view within `maxEndpoints` between ticks).
-    if let Some(stale) = view
-        .endpoints
-        .iter()
-        .find(|e| e.slot == slot)
-        .map(|e| e.record.addr.clone())
-    {
-        drop_from_view(metrics, view, &stale);
-    }
-    let metric_ids = EndpointMetricIds::define(metrics, &view.name, addr);
-    view.push(EndpointView::new(slot, key, record, metric_ids));
-    true
 }

@@ -144,6 +144,41 @@ impl Config {
         Self::from_map(&map)
     }
 
+    /// Every field with its value, in [`FIELDS`]' order, as the JSON would spell it
+    /// (durations as duration strings): `configured` log lines and the config checker
+    /// print this, so that what they show cannot drift from what is parsed.
+    pub fn values(&self) -> [(&'static str, String); FIELDS.len()] {
+        let codes: Vec<String> = self.failure_grpc_codes.iter().map(u32::to_string).collect();
+        let values = [
+            format!("{:?}", self.override_header),
+            format!("{:?}", format_duration(self.default_rtt)),
+            format!("{:?}", format_duration(self.decay)),
+            format!("{:?}", format_duration(self.failure_penalty)),
+            format!("{:?}", format_duration(self.failure_decay)),
+            self.explore_ratio.to_string(),
+            format!("{:?}", format_duration(self.endpoint_ttl)),
+            self.max_endpoints.to_string(),
+            format!("{:?}", format_duration(self.refresh_interval)),
+            self.balance_all_http.to_string(),
+            format!("[{}]", codes.join(",")),
+        ];
+        let mut i = 0;
+        values.map(|value| {
+            let name = FIELDS.get(i).copied().unwrap_or_default();
+            i += 1;
+            (name, value)
+        })
+    }
+
+    /// `field=value` for every field, space-separated.
+    pub fn describe(&self) -> String {
+        self.values()
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn from_map(map: &Map<String, Value>) -> Result<Self, ConfigError> {
         if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(ConfigError {
@@ -397,6 +432,27 @@ mod tests {
         assert_eq!(c.map(|c| c.failure_grpc_codes), Ok(vec![14, 8]));
         assert!(parse(r#"{"maxEndpoints":1024.5}"#).is_err());
         assert!(parse(r#"{"failureGrpcCodes":[14.5]}"#).is_err());
+    }
+
+    #[test]
+    fn describe_names_every_field_with_a_value_that_parses_back() {
+        let c = parse(r#"{"decay":"3s","failureGrpcCodes":[14,8],"maxEndpoints":7}"#)
+            .unwrap_or_default();
+        assert_eq!(
+            c.describe(),
+            "overrideHeader=\"x-ewma-balancer-host\" defaultRtt=\"30ms\" decay=\"3s\" \
+             failurePenalty=\"1s\" failureDecay=\"1s\" exploreRatio=0.01 endpointTtl=\"1m\" \
+             maxEndpoints=7 refreshInterval=\"250ms\" balanceAllHttp=false failureGrpcCodes=[14,8]"
+        );
+        let json = format!(
+            "{{{}}}",
+            c.values()
+                .iter()
+                .map(|(name, value)| format!("{name:?}:{value}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(parse(&json), Ok(c), "{json}");
     }
 
     #[test]

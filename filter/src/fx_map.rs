@@ -9,3 +9,6 @@
 
 /// A hashbrown map with FxHash.
 pub type FxMap<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// A hashbrown set with FxHash.
+pub type FxSet<K> = hashbrown::HashSet<K, rustc_hash::FxBuildHasher>;

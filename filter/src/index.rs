@@ -3,19 +3,19 @@
 //! Records are keyed by slot number, not by address, so the set of shared-data keys is
 //! bounded by `maxEndpoints` per cluster however many distinct endpoints churn through
 //! (Envoy's shared data has no delete: a key, once written, stays). The index is small,
-//! changes only when an endpoint is learned, forgotten or expires, and carries a
-//! generation that workers compare on each tick to know when to reload.
+//! changes only when an endpoint is learned, forgotten or expires; workers re-read it on
+//! each tick.
 
+use crate::fx_map::FxSet;
 use crate::record::{CodecError, Reader, MAX_ADDR_LEN};
 
 const MAGIC: u8 = b'I';
-const VERSION: u8 = 1;
+/// 2 dropped the unused generation counter.
+const VERSION: u8 = 2;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClusterIndex {
-    /// Bumped on every change.
-    pub generation: u64,
-    /// (slot, address), in insertion order.
+    /// (slot, address), in insertion order; slots and addresses are each distinct.
     pub entries: Vec<(u16, String)>,
 }
 
@@ -38,7 +38,6 @@ impl ClusterIndex {
         }
         let slot = (0..max).find(|s| self.entries.iter().all(|(t, _)| t != s))?;
         self.entries.push((slot, addr.into()));
-        self.generation = self.generation.wrapping_add(1);
         Some(slot)
     }
 
@@ -46,51 +45,52 @@ impl ClusterIndex {
     pub fn remove(&mut self, addr: &str) -> Option<u16> {
         let pos = self.entries.iter().position(|(_, a)| a == addr)?;
         let (slot, _) = self.entries.remove(pos);
-        self.generation = self.generation.wrapping_add(1);
         Some(slot)
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(12 + self.entries.len() * 20);
+        // `insert` keeps both bounds (at most 65,535 slots, addresses of at most
+        // MAX_ADDR_LEN bytes); an index built otherwise is cut to them rather than
+        // written with a count or length that wrapped.
+        let entries = self
+            .entries
+            .iter()
+            .filter(|(_, addr)| addr.len() <= MAX_ADDR_LEN)
+            .take(usize::from(u16::MAX));
+        let count = entries.clone().count();
+        let mut out = Vec::with_capacity(4 + count * 20);
         out.extend_from_slice(&[MAGIC, VERSION]);
-        out.extend_from_slice(&self.generation.to_le_bytes());
-        out.extend_from_slice(&(self.entries.len() as u16).to_le_bytes());
-        for (slot, addr) in &self.entries {
+        out.extend_from_slice(&u16::try_from(count).unwrap_or(u16::MAX).to_le_bytes());
+        for (slot, addr) in entries {
             out.extend_from_slice(&slot.to_le_bytes());
-            out.push(addr.len() as u8);
+            out.push(u8::try_from(addr.len()).unwrap_or(u8::MAX));
             out.extend_from_slice(addr.as_bytes());
         }
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        let mut r = Reader(bytes);
-        if r.take(1)? != [MAGIC] {
-            return Err(CodecError::BadMagic);
-        }
-        let version = r.take(1)?[0];
-        if version != VERSION {
-            return Err(CodecError::UnsupportedVersion(version));
-        }
-        let generation = r.u64()?;
+    /// Decodes an index whose slots must all be below `max_slots` (the cluster's
+    /// `maxEndpoints`). A slot or address that appears twice, or a slot out of range, is
+    /// `Corrupt`: no worker writes such an index, so it was damaged, and trusting it
+    /// could put two endpoints on one record.
+    pub fn decode(bytes: &[u8], max_slots: u16) -> Result<Self, CodecError> {
+        let mut r = Reader::after_header(bytes, MAGIC, VERSION)?;
         let count = r.u16()?;
-        let mut entries = Vec::with_capacity(usize::from(count).min(r.0.len() / 3));
+        let capacity = usize::from(count).min(r.0.len() / 3);
+        let mut entries: Vec<(u16, String)> = Vec::with_capacity(capacity);
+        let mut seen: FxSet<&str> = FxSet::with_capacity_and_hasher(capacity, Default::default());
+        let mut slots_taken = vec![false; usize::from(max_slots)];
         for _ in 0..count {
             let slot = r.u16()?;
-            let len = usize::from(r.take(1)?[0]);
-            if len > MAX_ADDR_LEN {
-                return Err(CodecError::BadAddress);
+            let addr = r.addr()?;
+            match slots_taken.get_mut(usize::from(slot)) {
+                Some(taken @ false) if seen.insert(addr) => *taken = true,
+                _ => return Err(CodecError::Corrupt),
             }
-            let addr = std::str::from_utf8(r.take(len)?).map_err(|_| CodecError::BadAddress)?;
             entries.push((slot, addr.to_string()));
         }
-        if !r.0.is_empty() {
-            return Err(CodecError::TrailingBytes);
-        }
-        Ok(Self {
-            generation,
-            entries,
-        })
+        r.finish()?;
+        Ok(Self { entries })
     }
 }
 
@@ -107,7 +107,6 @@ mod tests {
         assert_eq!(ix.remove("b:1"), Some(1));
         assert_eq!(ix.insert("d:1", 4), Some(1));
         assert_eq!(ix.insert("a:1", 4), Some(0), "already present");
-        assert_eq!(ix.generation, 5);
     }
 
     #[test]
@@ -132,17 +131,74 @@ mod tests {
         ix.insert("127.0.0.1:50051", 8);
         ix.insert("[::1]:50052", 8);
         let bytes = ix.encode();
-        assert_eq!(ClusterIndex::decode(&bytes), Ok(ix));
+        assert_eq!(ClusterIndex::decode(&bytes, 8), Ok(ix));
         for n in 0..bytes.len() {
-            assert!(ClusterIndex::decode(&bytes[..n]).is_err(), "prefix {n}");
+            assert!(ClusterIndex::decode(&bytes[..n], 8).is_err(), "prefix {n}");
         }
     }
 
     #[test]
     fn a_huge_claimed_count_does_not_allocate_or_panic() {
-        let mut bytes = vec![b'I', 1];
-        bytes.extend_from_slice(&0u64.to_le_bytes());
+        let mut bytes = vec![b'I', 2];
         bytes.extend_from_slice(&u16::MAX.to_le_bytes());
-        assert_eq!(ClusterIndex::decode(&bytes), Err(CodecError::Truncated));
+        assert_eq!(
+            ClusterIndex::decode(&bytes, u16::MAX),
+            Err(CodecError::Truncated)
+        );
+    }
+
+    fn encoded(entries: &[(u16, &str)]) -> Vec<u8> {
+        ClusterIndex {
+            entries: entries.iter().map(|(s, a)| (*s, a.to_string())).collect(),
+        }
+        .encode()
+    }
+
+    #[test]
+    fn duplicate_slots_or_addresses_are_corrupt() {
+        let twice_slot = encoded(&[(0, "a:1"), (0, "b:1")]);
+        assert_eq!(
+            ClusterIndex::decode(&twice_slot, 8),
+            Err(CodecError::Corrupt)
+        );
+        let twice_addr = encoded(&[(0, "a:1"), (1, "a:1")]);
+        assert_eq!(
+            ClusterIndex::decode(&twice_addr, 8),
+            Err(CodecError::Corrupt)
+        );
+    }
+
+    #[test]
+    fn slots_at_or_above_the_bound_are_corrupt() {
+        let bytes = encoded(&[(0, "a:1"), (8, "b:1")]);
+        assert_eq!(ClusterIndex::decode(&bytes, 8), Err(CodecError::Corrupt));
+        assert!(ClusterIndex::decode(&bytes, 9).is_ok());
+    }
+
+    #[test]
+    fn an_index_too_big_to_count_in_16_bits_is_cut_not_wrapped() {
+        let ix = ClusterIndex {
+            entries: (0..=u16::MAX as u32)
+                .map(|i| {
+                    (
+                        (i % 65_536) as u16,
+                        format!("10.{}.{}.1:1", i / 256, i % 256),
+                    )
+                })
+                .collect(),
+        };
+        assert_eq!(ix.entries.len(), 65_536);
+        let decoded = ClusterIndex::decode(&ix.encode(), u16::MAX);
+        assert_eq!(decoded.map(|d| d.entries.len()), Ok(65_535));
+    }
+
+    #[test]
+    fn an_older_version_is_refused() {
+        let mut bytes = encoded(&[(0, "a:1")]);
+        bytes[1] = 1;
+        assert_eq!(
+            ClusterIndex::decode(&bytes, 8),
+            Err(CodecError::UnsupportedVersion(1))
+        );
     }
 }

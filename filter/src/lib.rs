@@ -20,22 +20,26 @@
 pub type Nanos = u64;
 
 pub mod balancer;
+pub mod cas;
 pub mod cluster_view;
 pub mod config;
 pub mod cost;
 pub mod decay;
 pub mod duration;
+pub mod facts;
 pub mod failure_score;
 pub mod fx_map;
 pub mod index;
 pub mod invalid_configs;
 pub mod metrics;
+pub mod observation;
 pub mod outcome;
 pub mod p2c;
 pub mod peak_ewma;
 pub mod record;
 pub mod rng;
 pub mod store;
+pub mod tuning;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

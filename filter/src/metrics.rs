@@ -30,6 +30,8 @@ pub const LATENCY: &str = "ewma_balancer_latency_us";
 pub const EWMA: &str = "ewma_balancer_ewma_us";
 pub const PENDING: &str = "ewma_balancer_pending";
 pub const DECISIONS: &str = "ewma_balancer_decisions_total";
+/// Requests to clusters beyond a worker's `MAX_CLUSTERS` (no labels).
+pub const CLUSTERS_OVER_LIMIT: &str = "ewma_balancer_clusters_over_limit_total";
 
 /// The metric name carrying `cluster` and `endpoint` tags.
 pub fn endpoint_metric_name(metric: &str, cluster: &str, endpoint: &str) -> String {

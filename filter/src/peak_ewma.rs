@@ -32,11 +32,6 @@ impl PeakEwma {
         }
     }
 
-    /// Rebuilds an estimate from its stored parts (see `record.rs`).
-    pub fn from_parts(estimate_ns: f64, stamp: Nanos) -> Self {
-        Self::new(estimate_ns, stamp)
-    }
-
     /// The stored estimate, without decay.
     pub fn raw_ns(&self) -> f64 {
         self.estimate_ns
@@ -51,6 +46,21 @@ impl PeakEwma {
     /// Does not mutate.
     pub fn estimate_at(&self, now: Nanos, decay_ns: f64) -> f64 {
         self.estimate_ns * weight(now.saturating_sub(self.stamp), decay_ns)
+    }
+
+    /// Adds what a request the client gave up on says: the endpoint had not answered
+    /// `bound_ns` after it had the request, so its latency is at least that. A bound
+    /// above the current estimate is a peak and replaces it; one below it says nothing
+    /// new and changes nothing (not even the stamp: the estimate goes on decaying as if
+    /// the request had never been). Non-finite or negative bounds are ignored.
+    pub fn observe_at_least(&mut self, bound_ns: f64, now: Nanos, decay_ns: f64) {
+        let Some(bound) = sanitize(bound_ns) else {
+            return;
+        };
+        if bound > self.estimate_at(now, decay_ns) {
+            self.estimate_ns = bound;
+            self.stamp = self.stamp.max(now);
+        }
     }
 
     /// Adds a sample taken at `now`. Non-finite or negative samples are ignored.
@@ -183,6 +193,35 @@ mod tests {
         e.observe(1.0 * MS, 1, 0.0);
         assert_eq!(e.raw_ns(), 1.0 * MS);
         assert_eq!(e.estimate_at(2, 0.0), 0.0);
+    }
+
+    #[test]
+    fn a_bound_above_the_estimate_is_a_peak() {
+        let mut e = PeakEwma::new(1.0 * MS, 0);
+        e.observe_at_least(25.0 * MS, 2 * SEC, DECAY);
+        assert_eq!(e.raw_ns(), 25.0 * MS);
+        assert_eq!(e.stamp(), 2 * SEC);
+    }
+
+    #[test]
+    fn a_bound_below_the_estimate_changes_nothing_not_even_the_stamp() {
+        let mut e = PeakEwma::new(40.0 * MS, 0);
+        e.observe_at_least(1.0 * MS, 10 * SEC, DECAY);
+        assert_eq!(e, PeakEwma::new(40.0 * MS, 0));
+        // decayed to 40·e⁻¹ = 14.715 ms at 10 s: a 14 ms bound is below it, a 15 ms one above
+        e.observe_at_least(14.0 * MS, 10 * SEC, DECAY);
+        assert_eq!(e.raw_ns(), 40.0 * MS);
+        e.observe_at_least(15.0 * MS, 10 * SEC, DECAY);
+        assert_eq!(e.raw_ns(), 15.0 * MS);
+    }
+
+    #[test]
+    fn bad_bounds_are_ignored() {
+        let mut e = PeakEwma::new(4.0 * MS, 0);
+        for bad in [f64::NAN, f64::INFINITY, -1.0] {
+            e.observe_at_least(bad, SEC, DECAY);
+        }
+        assert_eq!(e, PeakEwma::new(4.0 * MS, 0));
     }
 
     #[test]

@@ -11,10 +11,11 @@ use crate::peak_ewma::PeakEwma;
 use crate::Nanos;
 
 const MAGIC: u8 = b'E';
-const VERSION: u8 = 1;
+/// 2 added the failed-probe count (a record of version 1 is refused and relearned).
+const VERSION: u8 = 2;
 /// Longest endpoint address kept: `[` + 39-character IPv6 + `]:` + 5-digit port is 47.
 pub const MAX_ADDR_LEN: usize = 64;
-const FIXED_LEN: usize = 2 + 1 + 8 + 8 + 8 + 8 + 4 + 8 + 8 + 8;
+const FIXED_LEN: usize = 2 + 1 + 8 + 8 + 8 + 8 + 1 + 4 + 8 + 8 + 8;
 /// The most bytes a record takes in shared data (the bound per endpoint).
 pub const MAX_RECORD_LEN: usize = FIXED_LEN + MAX_ADDR_LEN;
 
@@ -39,6 +40,9 @@ pub enum CodecError {
     UnsupportedVersion(u8),
     BadAddress,
     TrailingBytes,
+    /// Well-formed but impossible: an index with a slot or address twice, or a slot out
+    /// of range.
+    Corrupt,
 }
 
 impl EndpointRecord {
@@ -71,6 +75,7 @@ impl EndpointRecord {
         out.extend_from_slice(&self.latency.stamp().to_le_bytes());
         out.extend_from_slice(&self.failure.raw().to_le_bytes());
         out.extend_from_slice(&self.failure.stamp().to_le_bytes());
+        out.push(self.failure.failed_probes());
         out.extend_from_slice(&self.pending.to_le_bytes());
         out.extend_from_slice(&self.last_seen.to_le_bytes());
         out.extend_from_slice(&self.requests.to_le_bytes());
@@ -98,21 +103,10 @@ impl EndpointRecord {
         bytes: &[u8],
         addr_of: impl FnOnce(&str) -> Result<String, CodecError>,
     ) -> Result<Self, CodecError> {
-        let mut r = Reader(bytes);
-        if r.take(1)? != [MAGIC] {
-            return Err(CodecError::BadMagic);
-        }
-        let version = r.take(1)?[0];
-        if version != VERSION {
-            return Err(CodecError::UnsupportedVersion(version));
-        }
-        let len = usize::from(r.take(1)?[0]);
-        if len > MAX_ADDR_LEN {
-            return Err(CodecError::BadAddress);
-        }
-        let addr = std::str::from_utf8(r.take(len)?).map_err(|_| CodecError::BadAddress)?;
-        let latency = PeakEwma::from_parts(r.f64()?, r.u64()?);
-        let failure = FailureScore::from_parts(r.f64()?, r.u64()?);
+        let mut r = Reader::after_header(bytes, MAGIC, VERSION)?;
+        let addr = r.addr()?;
+        let latency = PeakEwma::new(r.f64()?, r.u64()?);
+        let failure = FailureScore::from_parts(r.f64()?, r.u64()?, r.u8()?);
         let record = Self {
             addr: addr_of(addr)?,
             latency,
@@ -122,17 +116,55 @@ impl EndpointRecord {
             requests: r.u64()?,
             failures: r.u64()?,
         };
-        if !r.0.is_empty() {
-            return Err(CodecError::TrailingBytes);
-        }
+        r.finish()?;
         Ok(record)
     }
 }
 
-/// A cursor over bytes that never reads past the end.
+/// A cursor over bytes that never reads past the end: the one reader of both shared-data
+/// codecs (records here, the index in `index.rs`).
 pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
+    /// A reader past the magic byte and version byte every encoding starts with, which
+    /// must be `magic` and `version`.
+    pub(crate) fn after_header(
+        bytes: &'a [u8],
+        magic: u8,
+        version: u8,
+    ) -> Result<Self, CodecError> {
+        let mut r = Self(bytes);
+        if r.u8()? != magic {
+            return Err(CodecError::BadMagic);
+        }
+        match r.u8()? {
+            v if v == version => Ok(r),
+            v => Err(CodecError::UnsupportedVersion(v)),
+        }
+    }
+
+    /// An endpoint address: a length byte (at most [`MAX_ADDR_LEN`]) and UTF-8 text.
+    pub(crate) fn addr(&mut self) -> Result<&'a str, CodecError> {
+        let len = usize::from(self.u8()?);
+        if len > MAX_ADDR_LEN {
+            return Err(CodecError::BadAddress);
+        }
+        std::str::from_utf8(self.take(len)?).map_err(|_| CodecError::BadAddress)
+    }
+
+    /// Succeeds only if every byte was read.
+    pub(crate) fn finish(self) -> Result<(), CodecError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(CodecError::TrailingBytes)
+        }
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, CodecError> {
+        Ok(u8::from_le_bytes(self.array()?))
+    }
+
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         if self.0.len() < n {
             return Err(CodecError::Truncated);
@@ -171,7 +203,7 @@ mod tests {
 
     fn sample() -> EndpointRecord {
         let mut r = EndpointRecord::new("127.0.0.1:50051", 1.5e6, 42);
-        r.failure = FailureScore::from_parts(0.25, 40);
+        r.failure = FailureScore::from_parts(0.25, 40, 2);
         r.pending = 3;
         r.requests = 1000;
         r.failures = 7;
@@ -207,8 +239,8 @@ mod tests {
 
     #[test]
     fn encoded_size_is_fixed_plus_address() {
-        assert_eq!(sample().encode().len(), 63 + "127.0.0.1:50051".len());
-        assert_eq!(MAX_RECORD_LEN, 127);
+        assert_eq!(sample().encode().len(), 64 + "127.0.0.1:50051".len());
+        assert_eq!(MAX_RECORD_LEN, 128);
     }
 
     #[test]
@@ -250,7 +282,7 @@ mod tests {
     #[test]
     fn stored_nan_decodes_to_a_safe_value() {
         let mut r = sample();
-        r.latency = PeakEwma::from_parts(f64::NAN, 0);
+        r.latency = PeakEwma::new(f64::NAN, 0);
         let decoded = EndpointRecord::decode(&r.encode());
         assert_eq!(decoded.map(|d| d.latency.raw_ns()), Ok(0.0));
     }

@@ -5,9 +5,11 @@
 // Test code: unwrapping is how a test fails.
 #![allow(clippy::unwrap_used)]
 
-use ewma_balancer::balancer::{Balancer, Completion, Decision, FallbackReason};
+use ewma_balancer::balancer::{Balancer, Completion, Decision, FallbackReason, Pick};
 use ewma_balancer::config::Config;
+use ewma_balancer::facts::FixedFacts;
 use ewma_balancer::metrics::{MetricKind, Metrics};
+use ewma_balancer::observation::Timing;
 use ewma_balancer::outcome::Outcome;
 use ewma_balancer::record::EndpointRecord;
 use ewma_balancer::store::{record_key, MemoryStore, SharedStore};
@@ -75,6 +77,8 @@ impl Worker {
         self.balancer.pick(store, &mut self.metrics, CLUSTER, now)
     }
 
+    /// Completes a request named `chosen` (a pick verified when `actual` is given)
+    /// that Envoy sent to `actual`, with `outcome` after `latency`, at `now`.
     fn complete(
         &mut self,
         store: &dyn SharedStore,
@@ -84,18 +88,40 @@ impl Worker {
         outcome: Outcome,
         now: Nanos,
     ) {
+        let pick = chosen.map(|addr| Pick {
+            addr: addr.into(),
+            verify: actual.is_some(),
+            probe: false,
+        });
+        self.complete_pick(store, pick.as_ref(), actual, latency, outcome, now);
+    }
+
+    fn complete_pick(
+        &mut self,
+        store: &dyn SharedStore,
+        pick: Option<&Pick>,
+        actual: Option<&str>,
+        latency: Nanos,
+        outcome: Outcome,
+        now: Nanos,
+    ) -> ewma_balancer::balancer::CompletionEffect {
+        let started = now.saturating_sub(latency);
         self.balancer.complete(
             store,
             &mut self.metrics,
+            &mut FixedFacts::of(outcome, actual),
             &Completion {
                 cluster: CLUSTER,
-                chosen,
-                actual,
-                latency,
-                outcome,
-                now,
+                pick,
+                grpc: true,
+                timing: Timing {
+                    started,
+                    request_done: Some(started),
+                    first_response: Some(now),
+                    finished: now,
+                },
             },
-        );
+        )
     }
 
     fn known(&self) -> Vec<String> {
@@ -126,7 +152,7 @@ struct Cluster {
 impl Cluster {
     fn route(&mut self, decision: &Decision) -> (Option<String>, &'static str, Nanos, bool) {
         let chosen = match decision {
-            Decision::Override(a) => Some(a.to_string()),
+            Decision::Override(p) => Some(p.addr.to_string()),
             Decision::Fallback(_) => None,
         };
         let named = chosen
@@ -160,9 +186,17 @@ fn run(
         } else {
             Outcome::Success
         };
-        worker.complete(
+        // The pick as the balancer made it (a probe stays a probe), always verified.
+        let pick = match (&decision, chosen) {
+            (Decision::Override(p), Some(_)) => Some(Pick {
+                verify: true,
+                ..p.clone()
+            }),
+            _ => None,
+        };
+        worker.complete_pick(
             store,
-            chosen.as_deref(),
+            pick.as_ref(),
             Some(actual),
             latency,
             outcome,
@@ -300,8 +334,8 @@ fn pending_counts_are_exact_across_two_workers() {
     for i in 0..200 {
         let which = i % 2;
         let w = if which == 0 { &mut a } else { &mut b };
-        if let Decision::Override(addr) = w.pick(&store, now) {
-            in_flight.push((which, addr.to_string()));
+        if let Decision::Override(pick) = w.pick(&store, now) {
+            in_flight.push((which, pick.addr.to_string()));
         }
         now += MS;
         if i % 7 == 0 {
@@ -595,4 +629,155 @@ fn forgetting_an_endpoint_clears_the_record_the_index_names_not_a_stale_one() {
         Some(e2),
         "the record now on B's stale slot is left alone"
     );
+}
+
+/// Every endpoint fails for two seconds, then all recover: within three seconds each
+/// is back to at least 20 % of its fair share (a third), because an endpoint shunned for
+/// failures is probed once it has been quiet for 250 ms and a successful probe forgives.
+#[test]
+fn after_all_endpoints_failed_each_is_back_within_three_seconds() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 11);
+    let mut cluster = three(MS);
+    let mut now = SEC;
+    run(&mut w, &store, &mut cluster, 200, 5 * MS, &mut now);
+    for e in &mut cluster.endpoints {
+        e.2 = true;
+    }
+    run(&mut w, &store, &mut cluster, 400, 5 * MS, &mut now);
+    for e in &mut cluster.endpoints {
+        e.2 = false;
+    }
+    run(&mut w, &store, &mut cluster, 400, 5 * MS, &mut now);
+    let third_second = run(&mut w, &store, &mut cluster, 200, 5 * MS, &mut now);
+    println!("third second after recovery: {third_second:?}");
+    for addr in ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"] {
+        let got = third_second.get(addr).copied().unwrap_or(0);
+        assert!(
+            got as f64 >= 0.2 * 200.0 / 3.0,
+            "{addr} got {got} of 200 in the third second after recovery: {third_second:?}"
+        );
+    }
+}
+
+/// An endpoint that keeps failing is probed at 250 ms, 500 ms, 1 s, … after each failed
+/// probe: over 30 s it gets a handful of calls, not one every 250 ms.
+#[test]
+fn an_endpoint_that_keeps_failing_probes_is_probed_ever_more_rarely() {
+    let store = MemoryStore::default();
+    let config = Config {
+        explore_ratio: 0.0,
+        ..Config::default()
+    };
+    let mut w = Worker::new(config, 12);
+    let mut cluster = three(MS);
+    let mut now = SEC;
+    run(&mut w, &store, &mut cluster, 300, 5 * MS, &mut now);
+    cluster.endpoints[2].2 = true;
+    let counts = run(&mut w, &store, &mut cluster, 6_000, 5 * MS, &mut now);
+    let failing = counts.get("10.0.0.3:80").copied().unwrap_or(0);
+    // 30 s: the failures that shun it, then probes at 0.25, 0.75, 1.75, 3.75, 7.75,
+    // 15.75 and 31.75 s after (the score's own decay adds a call every ~7 s at most).
+    assert!(
+        (2..=16).contains(&failing),
+        "failing endpoint got {failing} of 6000: {counts:?}"
+    );
+    let probes = w
+        .metrics
+        .value("cluster=.=greeter;.;decision=.=probe;.;ewma_balancer_decisions_total");
+    println!("failing endpoint: {failing} calls, {probes} of them probes");
+    assert!((3..=8).contains(&probes), "{probes} probes");
+}
+
+/// Requests the client gave up on before the endpoint had them whole teach nothing:
+/// a flood of them leaves the costs exactly as they were and records no failure.
+#[test]
+fn requests_abandoned_by_the_client_record_no_failure_and_move_no_cost() {
+    let store = MemoryStore::default();
+    let config = Config {
+        explore_ratio: 0.0,
+        ..Config::default()
+    };
+    let mut w = Worker::new(config, 13);
+    let mut cluster = three(40 * MS);
+    let mut now = SEC;
+    run(&mut w, &store, &mut cluster, 600, 5 * MS, &mut now);
+    w.balancer.tick(&store, &mut w.metrics, now);
+    let before: Vec<EndpointRecord> = w
+        .balancer
+        .view(CLUSTER)
+        .unwrap()
+        .endpoints
+        .iter()
+        .map(|e| e.record.clone())
+        .collect();
+    for _ in 0..1_000 {
+        let Decision::Override(pick) = w.pick(&store, now) else {
+            continue;
+        };
+        w.balancer.complete(
+            &store,
+            &mut w.metrics,
+            &mut FixedFacts::of(Outcome::Abandoned, None),
+            &Completion {
+                cluster: CLUSTER,
+                pick: Some(&pick),
+                grpc: true,
+                timing: Timing {
+                    started: now,
+                    request_done: None,
+                    first_response: None,
+                    finished: now + MS,
+                },
+            },
+        );
+    }
+    w.balancer.tick(&store, &mut w.metrics, now);
+    let view = w.balancer.view(CLUSTER).unwrap();
+    for (e, was) in view.endpoints.iter().zip(&before) {
+        assert_eq!(e.record.latency, was.latency, "{}", e.record.addr);
+        assert_eq!(e.record.failure, was.failure, "{}", e.record.addr);
+        assert_eq!(e.pending(), 0, "{}", e.record.addr);
+    }
+}
+
+/// A client that gave up 30 ms after sending a whole request to an endpoint that had not
+/// answered: that endpoint's estimate rises to 30 ms (a lower bound, as a peak), so a
+/// hung endpoint becomes dear without any failure being recorded.
+#[test]
+fn a_request_abandoned_after_it_was_whole_is_a_lower_bound_on_latency() {
+    let store = MemoryStore::default();
+    let config = Config {
+        explore_ratio: 0.0,
+        ..Config::default()
+    };
+    let mut w = Worker::new(config, 14);
+    let mut cluster = three(MS);
+    let mut now = SEC;
+    run(&mut w, &store, &mut cluster, 300, 5 * MS, &mut now);
+    let decision = w.pick(&store, now);
+    let Decision::Override(pick) = decision else {
+        unreachable!("three endpoints known, no exploration drawn: {decision:?}")
+    };
+    let effect = w.balancer.complete(
+        &store,
+        &mut w.metrics,
+        &mut FixedFacts::of(Outcome::Abandoned, None),
+        &Completion {
+            cluster: CLUSTER,
+            pick: Some(&pick),
+            grpc: true,
+            timing: Timing {
+                started: now,
+                request_done: Some(now),
+                first_response: None,
+                finished: now + 30 * MS,
+            },
+        },
+    );
+    assert_eq!(effect.outcome, Outcome::Abandoned);
+    let view = w.balancer.view(CLUSTER).unwrap();
+    let e = &view.endpoints[view.position(&pick.addr).unwrap()];
+    assert_eq!(e.record.latency.raw_ns(), 30.0 * MS as f64);
+    assert_eq!(e.record.failure.raw(), 0.0);
 }

@@ -37,6 +37,7 @@ pub mod header;
 pub mod load;
 pub mod loadgen;
 pub mod report;
+pub mod reset_flood;
 pub mod server;
 pub mod stat;
 pub mod support;

@@ -24,7 +24,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use arbitrary::Arbitrary;
-use ewma_balancer::balancer::{Balancer, Completion, Decision};
+use ewma_balancer::balancer::{Balancer, Completion, Decision, Pick};
+use ewma_balancer::facts::FixedFacts;
+use ewma_balancer::observation::Timing;
 use ewma_balancer::config::Config;
 use ewma_balancer::index::ClusterIndex;
 use ewma_balancer::metrics::{MetricKind, Metrics};
@@ -130,6 +132,8 @@ enum Kind {
     Success,
     RequestError,
     EndpointFailure,
+    Abandoned { whole: bool },
+    NotSent,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -201,7 +205,7 @@ struct Worker {
     balancer: Balancer,
     metrics: CheckedMetrics,
     /// Requests picked and not completed yet: (cluster, endpoint named).
-    in_flight: Vec<(String, Option<String>)>,
+    in_flight: Vec<(String, Option<Pick>)>,
 }
 
 struct World {
@@ -265,7 +269,8 @@ impl World {
                 let decision = w.balancer.pick(&self.store, &mut w.metrics, &cluster, now);
                 *self.picks.entry(cluster.clone()).or_default() += 1;
                 let chosen = match decision {
-                    Decision::Override(addr) => {
+                    Decision::Override(pick) => {
+                        let addr = &pick.addr;
                         let view = w.balancer.view(&cluster).expect("a view for an override");
                         assert!(
                             view.position(&addr).is_some(),
@@ -273,7 +278,7 @@ impl World {
                         );
                         assert!(view.endpoints.len() >= 2, "override with < 2 endpoints");
                         assert!(!addr.is_empty() && addr.len() <= MAX_ADDR_LEN, "{addr:?}");
-                        Some(addr.to_string())
+                        Some(pick)
                     }
                     Decision::Fallback(_) => None,
                 };
@@ -292,8 +297,9 @@ impl World {
                 }
                 let i = usize::from(*request) % w.in_flight.len();
                 let (cluster, chosen) = w.in_flight.swap_remove(i);
+                let chosen_addr = chosen.as_ref().map(|p| p.addr.to_string());
                 let actual = match actual {
-                    Actual::AsChosen => Some(chosen.as_deref().unwrap_or(POOL[0])),
+                    Actual::AsChosen => Some(chosen_addr.as_deref().unwrap_or(POOL[0])),
                     Actual::Pool(i) => Some(POOL[usize::from(*i) % POOL.len()]),
                     Actual::None => None,
                 };
@@ -304,25 +310,39 @@ impl World {
                     Latency::Raw(ns) => *ns,
                     Latency::Max => Nanos::MAX,
                 };
-                let outcome = match outcome {
-                    Kind::Success => Outcome::Success,
-                    Kind::RequestError => Outcome::RequestError,
-                    Kind::EndpointFailure => Outcome::EndpointFailure,
+                let (outcome, whole) = match outcome {
+                    Kind::Success => (Outcome::Success, true),
+                    Kind::RequestError => (Outcome::RequestError, true),
+                    Kind::EndpointFailure => (Outcome::EndpointFailure, true),
+                    Kind::Abandoned { whole } => (Outcome::Abandoned, *whole),
+                    Kind::NotSent => (Outcome::NotSent, true),
                 };
+                let started = now.saturating_sub(latency);
+                let answered = outcome != Outcome::Abandoned;
                 let effect = w.balancer.complete(
                     &self.store,
                     &mut w.metrics,
+                    &mut FixedFacts::of(outcome, actual),
                     &Completion {
                         cluster: &cluster,
-                        chosen: chosen.as_deref(),
-                        actual,
-                        latency,
-                        outcome,
-                        now,
+                        pick: chosen.as_ref(),
+                        grpc: true,
+                        timing: Timing {
+                            started,
+                            request_done: whole.then_some(started),
+                            first_response: answered.then_some(now),
+                            finished: now,
+                        },
                     },
                 );
-                if let Some(learned) = &effect.learned {
-                    assert_eq!(Some(learned.as_str()), actual.or(chosen.as_deref()));
+                assert_eq!(effect.outcome, outcome);
+                // The endpoint learned is the one Envoy used if the balancer asked (it
+                // does not for an unverified pick's success), else the one named.
+                if let Some(learned) = effect.learned.as_deref() {
+                    assert!(
+                        Some(learned) == actual || Some(learned) == chosen_addr.as_deref(),
+                        "learned {learned:?}, named {chosen_addr:?}, Envoy used {actual:?}"
+                    );
                 }
                 self.written.insert(cluster);
             }
@@ -363,7 +383,7 @@ impl World {
         eprintln!("--- {step}: {op:?} now={}", self.now);
         for cluster in &self.written {
             if let Some((bytes, _)) = self.store.get(&index_key(PREFIX, cluster)) {
-                eprintln!("  {cluster:?} index {:?}", ClusterIndex::decode(&bytes));
+                eprintln!("  {cluster:?} index {:?}", ClusterIndex::decode(&bytes, u16::MAX));
             }
             for slot in 0..self.config.max_endpoints {
                 if let Some((bytes, _)) = self.store.get(&record_key(PREFIX, cluster, slot)) {
@@ -466,7 +486,7 @@ impl World {
 
     fn check_shared_cluster(&self, cluster: &str) {
         let index = match self.store.get(&index_key(PREFIX, cluster)) {
-            Some((bytes, _)) => ClusterIndex::decode(&bytes).expect("index decodes"),
+            Some((bytes, _)) => ClusterIndex::decode(&bytes, self.config.max_endpoints).expect("index decodes"),
             None => ClusterIndex::default(),
         };
         let max = self.config.max_endpoints;
@@ -475,8 +495,8 @@ impl World {
         for w in &self.workers {
             for (c, chosen) in &w.in_flight {
                 if c == cluster {
-                    if let Some(addr) = chosen {
-                        *in_flight.entry(addr.as_str()).or_default() += 1;
+                    if let Some(pick) = chosen {
+                        *in_flight.entry(&*pick.addr).or_default() += 1;
                     }
                 }
             }

@@ -1,17 +1,28 @@
-//! One HTTP request: strip any client-supplied override header, pick, time the response,
-//! report the outcome.
+//! One HTTP request: strip any client-supplied override header, pick, note when the
+//! request was whole and when the response began, and report the end to the core,
+//! which asks for the facts it needs to judge it.
 
 use super::adapters::{
-    now, property_int, property_text, request_header, set_request_header, HostMetrics, HostStore,
+    now, property_bytes, property_int, property_text, request_header, set_request_header,
+    HostMetrics, HostStore,
 };
-use super::root::Worker;
-use crate::balancer::{Completion, Decision};
-use crate::outcome::{Outcome, ResponseFacts};
+use super::worker::Worker;
+use crate::balancer::{Completion, Decision, Pick};
+use crate::facts::CompletionFacts;
+use crate::observation::Timing;
+use crate::outcome::{is_grpc_content_type, parse_grpc_timeout, ResponseFacts};
 use crate::Nanos;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
+
+/// A request of a worker that has no configuration: it does nothing. (The SDK panics
+/// if a root context returns no HTTP context at all.)
+pub struct PassThrough;
+
+impl Context for PassThrough {}
+impl HttpContext for PassThrough {}
 
 pub struct Request {
     worker: Rc<RefCell<Worker>>,
@@ -21,11 +32,10 @@ pub struct Request {
 
 struct Tracked {
     cluster: String,
-    /// Whether `on_log` must read `upstream.address` (see [`reads_upstream_address`]).
-    read_actual: bool,
-    chosen: Option<Rc<str>>,
+    pick: Option<Pick>,
     grpc: bool,
     started: Nanos,
+    request_done: Option<Nanos>,
     first_response: Option<Nanos>,
 }
 
@@ -36,31 +46,69 @@ impl Request {
             tracked: None,
         }
     }
+
+    /// The request is whole (end of stream seen on headers, body or trailers).
+    fn request_done(&mut self, at: impl FnOnce() -> Nanos) {
+        if let Some(t) = &mut self.tracked {
+            if t.request_done.is_none() {
+                t.request_done = Some(at());
+            }
+        }
+    }
 }
 
-/// `upstream.address` (a dear property read) is read when the filter named no endpoint
-/// (the fallback chose, and the filter learns from it), when the request failed (the
-/// endpoint may be gone), and when the balancer asks for a check (see
-/// `balancer::CHECK_EVERY`). Otherwise the outcome is credited to the endpoint named.
-fn reads_upstream_address(fallback_or_check: bool, outcome: Outcome) -> bool {
-    fallback_or_check || !outcome.is_success()
+/// Serialized property paths (parts separated by NUL).
+const CLUSTER_NAME: &[u8] = b"xds\0cluster_name";
+const GRPC_STATUS: &[u8] = b"response\0grpc_status";
+const RESPONSE_CODE: &[u8] = b"response\0code";
+const RESPONSE_FLAGS: &[u8] = b"response\0flags";
+const CODE_DETAILS: &[u8] = b"response\0code_details";
+const UPSTREAM_ADDRESS: &[u8] = b"upstream\0address";
+
+/// The facts of a completed request, each read from Envoy when the core asks.
+struct HostFacts;
+
+impl ResponseFacts for HostFacts {
+    fn grpc_status(&mut self) -> Option<u32> {
+        property_int(GRPC_STATUS).and_then(|c| u32::try_from(c).ok())
+    }
+
+    fn http_status(&mut self) -> Option<u32> {
+        property_int(RESPONSE_CODE)
+            .and_then(|c| u32::try_from(c).ok())
+            .filter(|c| *c > 0)
+    }
+
+    fn flags(&mut self) -> Option<u64> {
+        property_int(RESPONSE_FLAGS).and_then(|f| u64::try_from(f).ok())
+    }
+
+    fn details_are(&mut self, details: &str) -> bool {
+        property_bytes(CODE_DETAILS).is_some_and(|d| d == details.as_bytes())
+    }
+
+    fn grpc_timeout(&mut self) -> Option<Nanos> {
+        parse_grpc_timeout(&request_header("grpc-timeout")?)
+    }
 }
 
-fn is_grpc(content_type: Option<&[u8]>) -> bool {
-    content_type.is_some_and(|ct| ct.starts_with(b"application/grpc"))
+impl CompletionFacts for HostFacts {
+    fn upstream_address(&mut self) -> Option<String> {
+        property_text(UPSTREAM_ADDRESS)
+    }
 }
 
 impl Context for Request {}
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Ok(mut w) = self.worker.try_borrow_mut() else {
             return Action::Continue;
         };
         let w = &mut *w;
-        let grpc = is_grpc(request_header("content-type").as_deref());
+        let grpc = request_header("content-type").is_some_and(|ct| is_grpc_content_type(&ct));
         let cluster = if grpc || w.balance_all_http {
-            property_text(&["xds", "cluster_name"])
+            property_text(CLUSTER_NAME)
         } else {
             None
         };
@@ -70,13 +118,13 @@ impl HttpContext for Request {
             return Action::Continue;
         };
         let started = now();
-        let chosen = match w
+        let pick = match w
             .balancer
             .pick(&HostStore, &mut HostMetrics, &cluster, started)
         {
-            Decision::Override(addr) => {
-                set_request_header(&w.header, Some(&addr));
-                Some(addr)
+            Decision::Override(pick) => {
+                set_request_header(&w.header, Some(&pick.addr));
+                Some(pick)
             }
             Decision::Fallback(_) => {
                 set_request_header(&w.header, None);
@@ -84,13 +132,25 @@ impl HttpContext for Request {
             }
         };
         self.tracked = Some(Tracked {
-            read_actual: chosen.is_none() || w.balancer.check_last_pick(),
             cluster,
-            chosen,
+            pick,
             grpc,
             started,
+            request_done: end_of_stream.then_some(started),
             first_response: None,
         });
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            self.request_done(now);
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.request_done(now);
         Action::Continue
     }
 
@@ -106,39 +166,23 @@ impl HttpContext for Request {
         let Ok(mut w) = self.worker.try_borrow_mut() else {
             return;
         };
-        // The time of the first response byte doubles as "now": one clock read saved.
+        // With a response, the time of its first byte doubles as "now": one clock read
+        // saved on every answered request.
         let finished = t.first_response.unwrap_or_else(now);
-        let latency = finished.saturating_sub(t.started);
-        let grpc_status =
-            property_int(&["response", "grpc_status"]).and_then(|c| u32::try_from(c).ok());
-        // With a gRPC status the HTTP code adds nothing (Envoy answers gRPC with 200).
-        let http_status = match grpc_status {
-            Some(_) => None,
-            None => property_int(&["response", "code"])
-                .and_then(|c| u32::try_from(c).ok())
-                .filter(|c| *c > 0),
-        };
-        let facts = ResponseFacts {
-            http_status,
-            grpc_status,
-            grpc: t.grpc,
-        };
-        let outcome = Outcome::judge(facts, &w.balancer.config().failure_grpc_codes);
-        let actual = if reads_upstream_address(t.read_actual, outcome) {
-            property_text(&["upstream", "address"])
-        } else {
-            None
-        };
         w.balancer.complete(
             &HostStore,
             &mut HostMetrics,
+            &mut HostFacts,
             &Completion {
                 cluster: &t.cluster,
-                chosen: t.chosen.as_deref(),
-                actual: actual.as_deref(),
-                latency,
-                outcome,
-                now: finished,
+                pick: t.pick.as_ref(),
+                grpc: t.grpc,
+                timing: Timing {
+                    started: t.started,
+                    request_done: t.request_done,
+                    first_response: t.first_response,
+                    finished,
+                },
             },
         );
     }

@@ -28,6 +28,9 @@ pub enum Reply {
     /// Envoy could not connect: its local reply, trailers-only `grpc-status: 14`,
     /// response flags UF.
     ConnectFailure,
+    /// The client reset the stream before any response (HTTP/2 `RST_STREAM`): no
+    /// response, response flags DR, as Envoy 1.40 reports it.
+    ClientReset,
 }
 
 type Behaviour<T> = Box<dyn Fn(Nanos) -> T>;
@@ -265,10 +268,12 @@ impl Scenario {
                     .iter()
                     .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())),
             );
-            let (ctx, cost) = vm.request(
+            let (ctx, mut cost) = vm.request(
                 request,
                 &[(&["xds", "cluster_name"], self.cluster.as_bytes().to_vec())],
             )?;
+            // A unary call's message, ending the request stream.
+            cost += vm.request_body(ctx, 12, true)?;
             let named: Option<String> = vm
                 .request_headers(ctx)
                 .iter()
@@ -298,6 +303,7 @@ impl Scenario {
                     let reply = (e.reply)(t);
                     let latency = match reply {
                         Reply::ConnectFailure => Duration::from_micros(100),
+                        Reply::ClientReset => Duration::from_millis(1),
                         _ => (e.latency)(t),
                     };
                     (Some(e.addr.clone()), reply, latency)
@@ -335,7 +341,17 @@ impl Scenario {
 fn respond(vm: &mut Vm, ctx: u32, reply: Reply) -> Result<Cost> {
     let ok_headers = || headers(&[(":status", "200"), ("content-type", "application/grpc")]);
     let mut cost = Cost::default();
+    // Envoy always has response flags (0: none).
+    vm.set_property(ctx, &["response", "flags"], int(0));
     match reply {
+        Reply::ClientReset => {
+            vm.set_property(ctx, &["response", "flags"], int(0x1000_0000));
+            vm.set_property(
+                ctx,
+                &["response", "code_details"],
+                b"http2.remote_reset".to_vec(),
+            );
+        }
         Reply::Ok => {
             vm.set_property(ctx, &["response", "code"], int(200));
             vm.set_property(ctx, &["response", "grpc_status"], int(0));
@@ -343,6 +359,17 @@ fn respond(vm: &mut Vm, ctx: u32, reply: Reply) -> Result<Cost> {
             cost += vm.response_trailers(ctx, headers(&[("grpc-status", "0")]))?;
         }
         Reply::Status(_) | Reply::ConnectFailure => {
+            vm.set_property(
+                ctx,
+                &["response", "code_details"],
+                match reply {
+                    Reply::ConnectFailure => {
+                        b"upstream_reset_before_response_started{remote_connection_failure}"
+                            .to_vec()
+                    }
+                    _ => b"via_upstream".to_vec(),
+                },
+            );
             let code = if let Reply::Status(c) = reply { c } else { 14 };
             vm.set_property(ctx, &["response", "code"], int(200));
             vm.set_property(ctx, &["response", "grpc_status"], int(i64::from(code)));

@@ -33,7 +33,7 @@ pub fn endpoint_records(env: &HostEnv, prefix: &str, cluster: &str) -> Vec<Endpo
     let shared = env.shared();
     let Some(index) = shared
         .get(&index_key(prefix, cluster))
-        .and_then(|(bytes, _)| ClusterIndex::decode(bytes).ok())
+        .and_then(|(bytes, _)| ClusterIndex::decode(bytes, u16::MAX).ok())
     else {
         return Vec::new();
     };

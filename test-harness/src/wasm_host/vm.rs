@@ -165,6 +165,7 @@ struct Exports {
     on_configure: TypedFunc<(i32, i32), i32>,
     on_tick: TypedFunc<i32, ()>,
     on_request_headers: TypedFunc<(i32, i32, i32), i32>,
+    on_request_body: TypedFunc<(i32, i32, i32), i32>,
     on_response_headers: TypedFunc<(i32, i32, i32), i32>,
     on_response_trailers: TypedFunc<(i32, i32), i32>,
     on_log: TypedFunc<i32, ()>,
@@ -192,6 +193,7 @@ impl Exports {
             on_configure: get!("proxy_on_configure"),
             on_tick: get!("proxy_on_tick"),
             on_request_headers: get!("proxy_on_request_headers"),
+            on_request_body: get!("proxy_on_request_body"),
             on_response_headers: get!("proxy_on_response_headers"),
             on_response_trailers: get!("proxy_on_response_trailers"),
             on_log: get!("proxy_on_log"),
@@ -309,6 +311,18 @@ impl Vm {
         if let Some(s) = self.store.data_mut().streams.get_mut(&ctx) {
             s.properties.insert(property_path(path), value);
         }
+    }
+
+    /// Runs `proxy_on_request_body` for a body of `size` bytes (the request's whole
+    /// message, for a unary gRPC call, with `end_of_stream`).
+    pub fn request_body(&mut self, ctx: u32, size: usize, end_of_stream: bool) -> Result<Cost> {
+        let ex = self.exports.clone();
+        Ok(self
+            .call("proxy_on_request_body", ctx, |s| {
+                ex.on_request_body
+                    .call(s, (ctx as i32, size as i32, i32::from(end_of_stream)))
+            })?
+            .1)
     }
 
     /// Runs `proxy_on_response_headers`.

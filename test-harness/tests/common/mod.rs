@@ -222,3 +222,20 @@ pub fn with_retries_enabled(config: &str) -> PathBuf {
     std::fs::write(&path, out.join("\n")).unwrap();
     path
 }
+
+/// The filter's counter `metric` per endpoint (admin `/stats`; the tags are still in the
+/// names there: `cluster=.=greeter;.;endpoint=.=IP:port;.;metric`).
+pub fn filter_counter_by_endpoint(
+    envoy: &EnvoyProcess,
+    metric: &str,
+) -> std::collections::BTreeMap<String, u64> {
+    let text = envoy.admin_get(&format!("/stats?filter={metric}")).unwrap();
+    text.lines()
+        .filter_map(|l| l.rsplit_once(": "))
+        .filter(|(name, _)| name.ends_with(metric))
+        .filter_map(|(name, value)| {
+            let endpoint = name.split("endpoint=.=").nth(1)?.split(";.;").next()?;
+            Some((endpoint.to_owned(), value.trim().parse::<u64>().ok()?))
+        })
+        .collect()
+}

@@ -1,0 +1,212 @@
+//! What one completed request teaches about its endpoint, and how that changes the
+//! endpoint's record.
+
+use crate::outcome::Outcome;
+use crate::record::EndpointRecord;
+use crate::tuning::Tuning;
+use crate::Nanos;
+
+/// When the things that matter about one request happened, on the host's clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Request headers seen (the pick).
+    pub started: Nanos,
+    /// The whole request was received (end of stream), if it was.
+    pub request_done: Option<Nanos>,
+    /// The first response headers, if any came.
+    pub first_response: Option<Nanos>,
+    /// The request ended (`on_log`).
+    pub finished: Nanos,
+}
+
+impl Timing {
+    /// Request headers to first response byte, or to the end when no response came:
+    /// what the filter calls an endpoint's latency (Linkerd measures to the first
+    /// response frame too, so that long streams do not poison the estimate).
+    pub fn latency(&self) -> Nanos {
+        self.first_response
+            .unwrap_or(self.finished)
+            .saturating_sub(self.started)
+    }
+
+    /// When the request is considered over: the first response byte if one came (one
+    /// clock read saved), otherwise its end.
+    pub fn now(&self) -> Nanos {
+        self.first_response.unwrap_or(self.finished)
+    }
+}
+
+/// What a request says about its endpoint's latency.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Latency {
+    /// The endpoint answered (or failed) after this long, in nanoseconds.
+    Sample(f64),
+    /// The endpoint had not answered this long after it had the whole request.
+    AtLeast(f64),
+}
+
+/// One completed request, kept by the worker until its record is next written.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Observation {
+    pub latency: Latency,
+    /// Whether the endpoint failed, when its outcome was its own doing; `None` teaches
+    /// the failure score nothing.
+    pub failed: Option<bool>,
+    /// The request was a probe of a penalised endpoint (see `failure_score.rs`).
+    pub probe: bool,
+    /// Counted in the record's `failures` (see [`Outcome::counts_as_unsuccessful`]).
+    pub unsuccessful: bool,
+    pub now: Nanos,
+}
+
+impl Observation {
+    /// What `outcome` teaches, or `None` when it teaches nothing: a request that never
+    /// reached an endpoint, or one the client gave up on before the endpoint had all of
+    /// it (a client that sends headers and resets cannot make an endpoint look slow).
+    pub fn of(outcome: Outcome, timing: &Timing, probe: bool) -> Option<Self> {
+        let now = timing.now();
+        let (latency, failed) = match outcome {
+            Outcome::NotSent => return None,
+            Outcome::Abandoned => {
+                let latency = match (timing.first_response, timing.request_done) {
+                    (Some(_), _) => Latency::Sample(timing.latency() as f64),
+                    (None, Some(done)) => {
+                        Latency::AtLeast(timing.finished.saturating_sub(done) as f64)
+                    }
+                    (None, None) => return None,
+                };
+                (latency, None)
+            }
+            _ => (
+                Latency::Sample(timing.latency() as f64),
+                Some(outcome.is_endpoint_failure()),
+            ),
+        };
+        Some(Self {
+            latency,
+            failed,
+            // A probe the client gave up on proved nothing either way.
+            probe: probe && failed.is_some(),
+            unsuccessful: outcome.counts_as_unsuccessful(),
+            now,
+        })
+    }
+
+    /// Applies this observation to a record.
+    pub fn apply(&self, r: &mut EndpointRecord, tuning: &Tuning) {
+        match self.latency {
+            Latency::Sample(ns) => r.latency.observe(ns, self.now, tuning.decay_ns),
+            Latency::AtLeast(ns) => r.latency.observe_at_least(ns, self.now, tuning.decay_ns),
+        }
+        match (self.failed, self.probe) {
+            (Some(failed), true) => {
+                r.failure
+                    .record_probe(failed, self.now, tuning.failure_decay_ns)
+            }
+            (Some(failed), false) => r.failure.record(failed, self.now, tuning.failure_decay_ns),
+            (None, _) => {}
+        }
+        r.last_seen = r.last_seen.max(self.now);
+        r.requests = r.requests.saturating_add(1);
+        r.failures = r.failures.saturating_add(u64::from(self.unsuccessful));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const MS: Nanos = 1_000_000;
+
+    fn timing(
+        request_done: Option<Nanos>,
+        first_response: Option<Nanos>,
+        finished: Nanos,
+    ) -> Timing {
+        Timing {
+            started: 100 * MS,
+            request_done,
+            first_response,
+            finished,
+        }
+    }
+
+    #[test]
+    fn an_answer_is_a_sample_to_the_first_response_byte() {
+        let t = timing(Some(100 * MS), Some(103 * MS), 110 * MS);
+        let o = Observation::of(Outcome::Success, &t, false);
+        assert_eq!(
+            o,
+            Some(Observation {
+                latency: Latency::Sample(3e6),
+                failed: Some(false),
+                probe: false,
+                unsuccessful: false,
+                now: 103 * MS,
+            })
+        );
+    }
+
+    #[test]
+    fn a_failure_without_a_response_is_a_sample_to_its_end() {
+        let t = timing(Some(100 * MS), None, 101 * MS);
+        let o = Observation::of(Outcome::EndpointFailure, &t, true);
+        assert_eq!(
+            o.map(|o| (o.latency, o.failed, o.probe)),
+            Some((Latency::Sample(1e6), Some(true), true))
+        );
+    }
+
+    #[test]
+    fn a_request_abandoned_before_an_answer_is_a_bound_from_when_it_was_complete() {
+        let t = timing(Some(102 * MS), None, 140 * MS);
+        let o = Observation::of(Outcome::Abandoned, &t, true);
+        assert_eq!(
+            o,
+            Some(Observation {
+                latency: Latency::AtLeast(38e6),
+                failed: None,
+                probe: false,
+                unsuccessful: false,
+                now: 140 * MS,
+            })
+        );
+    }
+
+    #[test]
+    fn a_request_abandoned_before_it_was_complete_teaches_nothing() {
+        let t = timing(None, None, 139 * MS);
+        assert_eq!(Observation::of(Outcome::Abandoned, &t, false), None);
+    }
+
+    #[test]
+    fn a_request_abandoned_after_the_answer_began_is_a_sample() {
+        let t = timing(Some(100 * MS), Some(101 * MS), 139 * MS);
+        let o = Observation::of(Outcome::Abandoned, &t, false);
+        assert_eq!(
+            o.map(|o| (o.latency, o.failed)),
+            Some((Latency::Sample(1e6), None))
+        );
+    }
+
+    #[test]
+    fn a_request_that_never_reached_an_endpoint_teaches_nothing() {
+        let t = timing(Some(100 * MS), None, 101 * MS);
+        assert_eq!(Observation::of(Outcome::NotSent, &t, false), None);
+    }
+
+    #[test]
+    fn applying_a_bound_raises_only_the_latency() {
+        let tuning = Tuning::from(&Config::default());
+        let mut r = EndpointRecord::new("127.0.0.1:1", 1e6, 0);
+        let t = timing(Some(100 * MS), None, 140 * MS);
+        let o = Observation::of(Outcome::Abandoned, &t, false);
+        if let Some(o) = o {
+            o.apply(&mut r, &tuning);
+        }
+        assert_eq!(r.latency.raw_ns(), 40e6);
+        assert_eq!(r.failure.raw(), 0.0);
+        assert_eq!((r.requests, r.failures), (1, 0));
+    }
+}
