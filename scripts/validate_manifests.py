@@ -216,6 +216,36 @@ def istio_like_bootstrap(cluster_patch: dict) -> str:
     return yaml.safe_dump({"static_resources": {"clusters": [cluster]}})
 
 
+def istio_like_listener(http_filter_patch: dict, operation: str) -> str:
+    """A bootstrap with an outbound HTTP listener shaped like a sidecar's (a Wasm filter
+    where Istio puts a WasmPlugin's, then the router), the patch applied as Istio would."""
+    wasm = {"name": "extensions.istio.io/wasmplugin/default.ewma-balancer",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                             "config": {"name": "ewma-balancer",
+                                        "vm_config": {"runtime": "envoy.wasm.runtime.v8",
+                                                      "code": {"local": {"filename": WASM_IN_POD}}}}}}
+    router = {"name": "envoy.filters.http.router",
+              "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+    filters = [wasm, router]
+    if operation == "INSERT_FIRST":
+        filters.insert(0, copy.deepcopy(http_filter_patch))
+    else:
+        raise Failure(f"HTTP_FILTER patch operation {operation} is not checked here")
+    hcm = {"name": "envoy.filters.network.http_connection_manager",
+           "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "outbound_0.0.0.0_8000",
+                            "route_config": {"name": "8000", "virtual_hosts": [
+                                {"name": "greeter", "domains": ["*"],
+                                 "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "greeter"}}]}]},
+                            "http_filters": filters}}
+    listener = {"name": "0.0.0.0_8000",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 18000}},
+                "filter_chains": [{"filters": [hcm]}]}
+    cluster = {"name": "greeter", "type": "STATIC", "connect_timeout": "1s",
+               "load_assignment": {"cluster_name": "greeter", "endpoints": []}}
+    return yaml.safe_dump({"static_resources": {"listeners": [listener], "clusters": [cluster]}})
+
+
 def merge(base: dict, patch: dict) -> None:
     """Envoy/Istio MERGE semantics, enough for these patches: maps merge, lists append."""
     for key, value in patch.items():
@@ -327,7 +357,10 @@ def check_document(doc: dict, meta_schema: dict) -> list[str]:
             if patch.get("applyTo") == "CLUSTER":
                 envoy_validate(istio_like_bootstrap(patch["patch"]["value"]),
                                f"{describe(doc)} configPatches[{i}] merged into an Istio-like cluster")
-        checked.append("CLUSTER patches: envoy --mode validate")
+            elif patch.get("applyTo") == "HTTP_FILTER":
+                envoy_validate(istio_like_listener(patch["patch"]["value"], patch["patch"]["operation"]),
+                               f"{describe(doc)} configPatches[{i}] inserted into an Istio-like listener")
+        checked.append("CLUSTER and HTTP_FILTER patches: envoy --mode validate")
     return checked
 
 
@@ -402,6 +435,12 @@ def breakages(docs: list[tuple[Path, dict]]) -> list[tuple[str, Callable[[list],
         policy = patch["value"]["load_balancing_policy"]["policies"][0]["typed_extension_config"]["typed_config"]
         policy["override_host_sources"] = [{"headr": "x-ewma-balancer-host"}]
 
+    def envoyfilter_bad_header_strip(d):
+        patches = d[find(d, "EnvoyFilter")][1]["spec"]["configPatches"]
+        patch = next(p for p in patches if p["applyTo"] == "HTTP_FILTER")["patch"]
+        patch["value"] = copy.deepcopy(patch["value"])
+        patch["value"]["typed_config"]["mutations"]["request_mutations"] = [{"remov": "x-ewma-balancer-host"}]
+
     def proxy_config_drift(d):
         meta = d[find(d, "Deployment", "greeter-client-istio")][1]["spec"]["template"]["metadata"]
         meta["annotations"]["proxy.istio.io/config"] = "extraStatTags: [cluster]\n"
@@ -418,6 +457,7 @@ def breakages(docs: list[tuple[Path, dict]]) -> list[tuple[str, Callable[[list],
         ("Envoy config naming a missing module", envoy_config_missing_module),
         ("unknown field in the pluginConfig", plugin_config_unknown_field),
         ("bad field in the EnvoyFilter's cluster patch", envoyfilter_bad_patch),
+        ("bad field in the EnvoyFilter's header-stripping filter", envoyfilter_bad_header_strip),
         ("meshed client's proxy config drifted from istio/proxy-config.yaml", proxy_config_drift),
     ]
 

@@ -196,7 +196,13 @@ impl Config {
             failure_decay: f.duration("failureDecay", d.failure_decay, 10 * MS, 3600 * SEC)?,
             explore_ratio: f.ratio("exploreRatio", d.explore_ratio, 0.0, 0.5)?,
             endpoint_ttl: f.duration("endpointTtl", d.endpoint_ttl, SEC, 24 * 3600 * SEC)?,
-            max_endpoints: f.integer("maxEndpoints", d.max_endpoints.into(), 2, 65_535)? as u16,
+            max_endpoints: u16::try_from(f.integer(
+                "maxEndpoints",
+                d.max_endpoints.into(),
+                2,
+                65_535,
+            )?)
+            .unwrap_or(u16::MAX),
             refresh_interval: f.duration(
                 "refreshInterval",
                 d.refresh_interval,
@@ -218,6 +224,8 @@ struct Fields<'a>(&'a Map<String, Value>);
 fn as_whole_number(v: &Value) -> Option<u64> {
     v.as_u64().or_else(|| {
         let f = v.as_f64()?;
+        // A whole number within u64's range, checked first: the cast is exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         (f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f)).then_some(f as u64)
     })
 }
@@ -337,10 +345,8 @@ impl Fields<'_> {
         };
         let mut codes = Vec::with_capacity(items.len());
         for item in items {
-            match as_whole_number(item) {
-                Some(c @ 1..=16) if !codes.contains(&(c as u32)) && codes.len() < 16 => {
-                    codes.push(c as u32)
-                }
+            match as_whole_number(item).and_then(|c| u32::try_from(c).ok()) {
+                Some(c @ 1..=16) if !codes.contains(&c) && codes.len() < 16 => codes.push(c),
                 _ => return Err(err(name, format!("{expected}, got {v}"))),
             }
         }

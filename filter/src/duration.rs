@@ -30,6 +30,9 @@ pub fn parse_duration(text: &str) -> Result<Nanos, String> {
     if !ns.is_finite() || ns >= u64::MAX as f64 {
         return Err("too large".into());
     }
+    // Finite and below u64::MAX, checked above (and never negative: no sign is parsed);
+    // the cast saturates anyway.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok(ns.round() as Nanos)
 }
 

@@ -14,6 +14,15 @@
 //! that turns proxy-wasm callbacks into calls on [`balancer::Balancer`].
 
 #![deny(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
 
 /// Nanoseconds on the host's clock (wall clock in Envoy: it may jump, so all arithmetic
 /// on it saturates).

@@ -77,6 +77,8 @@ impl PeakEwma {
             // the estimate was read when the request was sent (tower and Finagle decay on
             // that read), so the time since then is the sample's latency. Idle time has
             // already been accounted for by the decay toward zero.
+            // `sample` is finite and non-negative (sanitized); the cast saturates.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let w = weight(sample as Nanos, decay_ns);
             self.estimate_ns = current * w + sample * (1.0 - w);
         }

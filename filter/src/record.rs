@@ -68,8 +68,8 @@ impl EndpointRecord {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.clear();
         let addr = self.addr.as_bytes();
-        let addr = &addr[..addr.len().min(MAX_ADDR_LEN)];
-        out.extend_from_slice(&[MAGIC, VERSION, addr.len() as u8]);
+        let addr = addr.get(..MAX_ADDR_LEN).unwrap_or(addr);
+        out.extend_from_slice(&[MAGIC, VERSION, u8::try_from(addr.len()).unwrap_or(u8::MAX)]);
         out.extend_from_slice(addr);
         out.extend_from_slice(&self.latency.raw_ns().to_le_bytes());
         out.extend_from_slice(&self.latency.stamp().to_le_bytes());

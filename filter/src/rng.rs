@@ -31,6 +31,8 @@ impl SplitMix64 {
                 let (high, low) = (x >> 32, x & 0xFFFF_FFFF);
                 ((high * n + ((low * n) >> 32)) >> 32) as usize
             }
+            // Only where `usize` is wider than 32 bits; the result is below `n`, a usize.
+            #[allow(clippy::cast_possible_truncation)]
             Err(_) => ((u128::from(x) * n as u128) >> 64) as usize,
         }
     }

@@ -1,5 +1,10 @@
 //! The `helloworld.Greeter` service, answering as one named backend.
 
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -14,6 +19,8 @@ use crate::{
 pub struct GreeterService {
     backend: String,
     behaviour: Behaviour,
+    /// Once set, every call is answered at once, whatever the behaviour says.
+    healed: Arc<AtomicBool>,
 }
 
 impl GreeterService {
@@ -22,7 +29,14 @@ impl GreeterService {
         Self {
             backend: backend.into(),
             behaviour,
+            healed: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The switch that makes this greeter healthy from then on (the `greeter-server`
+    /// binary flips it on SIGUSR1): a failing, slow or hanging backend recovers.
+    pub fn heal_switch(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.healed)
     }
 
     /// The address this greeter puts in its replies.
@@ -38,7 +52,13 @@ impl Greeter for GreeterService {
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloReply>, Status> {
         // Decide before awaiting: the thread-local RNG is not `Send`.
-        let plan = self.behaviour.plan(&mut rand::rng());
+        let plan = if self.healed.load(Ordering::Relaxed) {
+            Plan::Reply {
+                after: std::time::Duration::ZERO,
+            }
+        } else {
+            self.behaviour.plan(&mut rand::rng())
+        };
         match plan {
             Plan::Fail(code) => Err(Status::new(
                 code,

@@ -62,6 +62,11 @@ impl BoundGreeter {
         self.local_addr
     }
 
+    /// See [`GreeterService::heal_switch`].
+    pub fn heal_switch(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.service.heal_switch()
+    }
+
     /// The address replies are signed with.
     pub fn backend(&self) -> &str {
         self.service.backend()

@@ -357,3 +357,44 @@ async fn a_spoofed_override_header_naming_any_endpoint_never_steers() {
         );
     }
 }
+
+/// Every backend fails (UNAVAILABLE at once) for 3 s under load, then all recover
+/// (SIGUSR1): each is back to at least 20 % of its fair share (a third) within 3 s and
+/// stays there. Before probes, one recovered backend stayed at 0.7 % for 5 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_every_backend_failed_each_is_back_within_three_seconds_of_recovering() {
+    let _ports = fixed_ports_lock();
+    let greeters: Vec<_> = test_harness::support::BACKEND_PORTS
+        .into_iter()
+        .map(|p| Greeter::on(p).fail_rate(1.0).spawn(GREETER_SERVER).unwrap())
+        .collect();
+    let _envoy = start_envoy(static_config("ewma.yaml"), "faults-all-fail");
+    let load = open_load(QPS, Duration::from_secs(9), TICK, &[]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for g in &greeters {
+        g.heal().unwrap();
+    }
+    let (intervals, _) = load.await.unwrap();
+    let fair = 1.0 / 3.0;
+    let mut back_after = Vec::new();
+    for backend in ["127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053"] {
+        let after = first_interval_with_share(&intervals, 6, backend, 0.2 * fair).map(|t| t - 3.0);
+        let last = merged(&intervals, 14, intervals.len());
+        let share = last.per_backend().get(backend).copied().unwrap_or(0) as f64
+            / last.total().max(1) as f64;
+        println!(
+            "{backend}: back at >= 20 % of a fair share {after:?} s after recovering; {:.1} % of the calls in the last 2 s",
+            share * 100.0
+        );
+        back_after.push((backend, after, share));
+    }
+    for (backend, after, share) in back_after {
+        let after = after.unwrap_or_else(|| panic!("{backend} never got 20 % of a fair share"));
+        assert!(after <= 3.0, "{backend} back only after {after} s");
+        assert!(
+            share >= 0.2 * fair,
+            "{backend} at {:.1} % in the last 2 s",
+            share * 100.0
+        );
+    }
+}

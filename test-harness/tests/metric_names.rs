@@ -7,15 +7,24 @@
 
 use std::{fs, path::Path};
 
-use ewma_balancer::metrics::{DECISIONS, EWMA, FAILURES, LATENCY, PENDING, REQUESTS};
+use ewma_balancer::metrics::{
+    CLUSTERS_OVER_LIMIT, DECISIONS, EWMA, FAILURES, LATENCY, PENDING, REQUESTS,
+};
 use test_harness::support::repo_root;
 
 /// Every Prometheus series name the filter's metrics produce.
 fn emitted_series() -> Vec<String> {
-    let mut names: Vec<String> = [REQUESTS, FAILURES, EWMA, PENDING, DECISIONS]
-        .iter()
-        .map(|name| (*name).to_owned())
-        .collect();
+    let mut names: Vec<String> = [
+        REQUESTS,
+        FAILURES,
+        EWMA,
+        PENDING,
+        DECISIONS,
+        CLUSTERS_OVER_LIMIT,
+    ]
+    .iter()
+    .map(|name| (*name).to_owned())
+    .collect();
     for suffix in ["_bucket", "_sum", "_count"] {
         names.push(format!("{LATENCY}{suffix}"));
     }
@@ -352,7 +361,15 @@ fn every_envoy_config_that_loads_the_filter_extracts_its_labels_and_buckets() {
 #[test]
 fn the_istio_proxy_config_includes_and_tags_every_metric() {
     let text = fs::read_to_string(repo_root().join("istio/proxy-config.yaml")).unwrap();
-    for name in [REQUESTS, FAILURES, LATENCY, EWMA, PENDING, DECISIONS] {
+    for name in [
+        REQUESTS,
+        FAILURES,
+        LATENCY,
+        EWMA,
+        PENDING,
+        DECISIONS,
+        CLUSTERS_OVER_LIMIT,
+    ] {
         assert!(
             text.contains(&format!("- {name}\n")),
             "proxyStatsMatcher lacks {name}"
@@ -376,7 +393,15 @@ fn the_istio_proxy_config_includes_and_tags_every_metric() {
 #[test]
 fn the_readme_documents_every_metric() {
     let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
-    for name in [REQUESTS, FAILURES, LATENCY, EWMA, PENDING, DECISIONS] {
+    for name in [
+        REQUESTS,
+        FAILURES,
+        LATENCY,
+        EWMA,
+        PENDING,
+        DECISIONS,
+        CLUSTERS_OVER_LIMIT,
+    ] {
         assert!(
             readme.contains(&format!("`{name}`")),
             "README does not document `{name}`"

@@ -100,6 +100,10 @@ pub struct Calls {
     counts: [u32; Call::ALL.len()],
     /// `IP:port`s the override header names in turn.
     pub endpoints: Vec<String>,
+    /// `trap_at=N`: the VM traps (executes Wasm `unreachable`) on its Nth request,
+    /// counting from 1 in each VM instance, to show what Envoy's `failure_policy` does
+    /// with a VM that fails at runtime (test-harness `e2e_failure_policy`).
+    pub trap_at: Option<u64>,
 }
 
 /// Why a configuration was refused.
@@ -129,10 +133,21 @@ impl Calls {
         {
             let Some((name, value)) = item.split_once('=') else {
                 return Err(ConfigError(format!(
-                    "{:?}: expected call=count or endpoints=IP:port|…",
+                    "{:?}: expected call=count, endpoints=IP:port|… or trap_at=N",
                     clip(item)
                 )));
             };
+            if name == "trap_at" {
+                calls.trap_at = Some(value.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(
+                    || {
+                        ConfigError(format!(
+                            "trap_at: expected a request number from 1, got {:?}",
+                            clip(value)
+                        ))
+                    },
+                )?);
+                continue;
+            }
             if name == "endpoints" {
                 calls.endpoints = value
                     .split('|')
@@ -245,12 +260,17 @@ mod tests {
         );
         assert_eq!(
             error("clock"),
-            "invalid wasm-probe configuration: \"clock\": expected call=count or endpoints=IP:port|…"
+            "invalid wasm-probe configuration: \"clock\": expected call=count, endpoints=IP:port|… or trap_at=N"
         );
         assert_eq!(
             error("override_header=1"),
             "invalid wasm-probe configuration: override_header needs endpoints=IP:port|IP:port|…"
         );
+        assert_eq!(
+            error("trap_at=0"),
+            "invalid wasm-probe configuration: trap_at: expected a request number from 1, got \"0\""
+        );
+        assert_eq!(Calls::parse("trap_at=3").unwrap().trap_at, Some(3));
         let long = error(&"x".repeat(500));
         assert!(long.contains(&format!("\"{}\"", "x".repeat(64))), "{long}");
     }

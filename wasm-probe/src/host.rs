@@ -18,6 +18,8 @@ struct Shared {
     counter: u32,
     /// Which endpoint the next override names.
     next: Cell<usize>,
+    /// Requests this VM has seen.
+    requests: Cell<u64>,
 }
 
 #[derive(Default)]
@@ -49,6 +51,7 @@ impl RootContext for Root {
             counter: define(MetricType::Counter, "wasm_probe_counter"),
             calls,
             next: Cell::new(0),
+            requests: Cell::new(0),
         }));
         true
     }
@@ -79,6 +82,13 @@ impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let n = self.shared.requests.get() + 1;
+        self.shared.requests.set(n);
+        if self.shared.calls.trap_at == Some(n) {
+            // A runtime trap, as a panic in a filter would cause: what Envoy does next is
+            // its `failure_policy`.
+            core::arch::wasm32::unreachable();
+        }
         self.times(Call::RequestHeader, |_| {
             black_box(hostcalls::get_map_value_bytes(
                 MapType::HttpRequestHeaders,

@@ -14,7 +14,8 @@
 //!
 //! The configuration is a list of `call=count` items separated by spaces or commas,
 //! plus `endpoints=IP:port|IP:port|…` for the `override_header` call, e.g.
-//! `request_header=1 cluster_name=1 override_header=1 endpoints=127.0.0.1:50051|127.0.0.1:50052`.
+//! `request_header=1 cluster_name=1 override_header=1 endpoints=127.0.0.1:50051|127.0.0.1:50052`,
+//! and `trap_at=N` to make the VM trap on its Nth request (for failure-policy tests).
 //! An unknown call, a count that is not a whole number up to [`MAX_COUNT`], or
 //! `override_header` without endpoints is refused with one log line saying so.
 

@@ -5,6 +5,8 @@
 //! greeter-server --port 50052 --delay 40ms --jitter 10ms
 //! greeter-server --port 50053 --fail-rate 0.5 --fail-code RESOURCE_EXHAUSTED
 //! ```
+//!
+//! SIGUSR1 heals it: from then on every call is answered at once.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +21,9 @@ use test_harness::{
 use tonic::Code;
 
 /// A helloworld Greeter backend replying `Hello <name> (Backend: <IP:port>)`.
+///
+/// SIGUSR1 heals it: from then on every call is answered at once (a failing, slow or
+/// hanging backend recovers).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -82,6 +87,17 @@ async fn main() -> ExitCode {
             }
         };
     println!("greeter-server listening on {}", server.local_addr());
+    let healed = server.heal_switch();
+    if let Ok(mut usr1) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+    {
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                healed.store(true, std::sync::atomic::Ordering::Relaxed);
+                println!("greeter-server healed (SIGUSR1): answering every call at once");
+            }
+        });
+    }
 
     match server.serve_until(shutdown_requested()).await {
         Ok(()) => ExitCode::SUCCESS,

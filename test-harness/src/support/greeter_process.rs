@@ -207,6 +207,15 @@ impl GreeterProcess {
         }
     }
 
+    /// Heals it (SIGUSR1): from then on it answers every call at once, without a restart.
+    pub fn heal(&self) -> Result<(), String> {
+        let child = self.child.as_ref().ok_or("the greeter is not running")?;
+        let pid = i32::try_from(child.id()).map_err(|e| e.to_string())?;
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1)
+            .map_err(|e| format!("SIGUSR1 to greeter {pid}: {e}"))
+    }
+
     /// Kills it if running and starts it again on the same port.
     pub fn restart(&mut self) -> Result<(), String> {
         self.kill();
