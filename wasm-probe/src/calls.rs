@@ -6,9 +6,10 @@ use std::fmt;
 pub const MAX_COUNT: u32 = 1_000;
 
 /// ewma-balancer's host calls on a balanced gRPC request in steady state (its `fuel`
-/// binary counts 7.1 per request: these seven, and `upstream.address` on every 8th pick
+/// binary counts 8.1 per request: these eight, and `upstream.address` on every 8th pick
 /// of an endpoint, which this list leaves out).
 pub const FILTER_CALLS: &str = "request_header=1 cluster_name=1 clock=1 override_header=1 \
+                                body_clock=1 \
                                 response_clock=1 grpc_status=1 histogram=1";
 
 /// One host call the probe can make.
@@ -25,6 +26,8 @@ pub enum Call {
     OverrideHeader,
     /// Request headers: set a header nobody reads (`x-wasm-probe`).
     SetHeader,
+    /// Request body, at its end: the clock (when the request was whole).
+    BodyClock,
     /// Response headers: the clock.
     ResponseClock,
     /// Response trailers: read `grpc-status`.
@@ -41,12 +44,13 @@ pub enum Call {
 
 impl Call {
     /// Every call, in the order `make bench-hostcalls` shows them.
-    pub const ALL: [Call; 11] = [
+    pub const ALL: [Call; 12] = [
         Self::RequestHeader,
         Self::ClusterName,
         Self::Clock,
         Self::OverrideHeader,
         Self::SetHeader,
+        Self::BodyClock,
         Self::ResponseClock,
         Self::ResponseTrailer,
         Self::GrpcStatus,
@@ -63,6 +67,7 @@ impl Call {
             Self::Clock => "clock",
             Self::OverrideHeader => "override_header",
             Self::SetHeader => "set_header",
+            Self::BodyClock => "body_clock",
             Self::ResponseClock => "response_clock",
             Self::ResponseTrailer => "response_trailer",
             Self::GrpcStatus => "grpc_status",
@@ -80,6 +85,7 @@ impl Call {
             Self::Clock => "read the clock (request headers)",
             Self::OverrideHeader => "set the override header (`override_host` reads it)",
             Self::SetHeader => "set a request header nobody reads",
+            Self::BodyClock => "read the clock (end of the request body)",
             Self::ResponseClock => "read the clock (response headers)",
             Self::ResponseTrailer => "read a response trailer (`grpc-status`)",
             Self::GrpcStatus => "read the property `response.grpc_status`",
@@ -220,7 +226,7 @@ mod tests {
     }
 
     #[test]
-    fn the_filters_calls_are_seven_calls_once_each() {
+    fn the_filters_calls_are_eight_calls_once_each() {
         let calls = Calls::parse(&format!("{FILTER_CALLS} endpoints=127.0.0.1:1")).unwrap();
         let made: Vec<_> = Call::ALL
             .iter()
@@ -234,6 +240,7 @@ mod tests {
                 ("cluster_name", 1),
                 ("clock", 1),
                 ("override_header", 1),
+                ("body_clock", 1),
                 ("response_clock", 1),
                 ("grpc_status", 1),
                 ("histogram", 1)
@@ -247,7 +254,7 @@ mod tests {
         assert_eq!(
             error("clocks=1"),
             "invalid wasm-probe configuration: unknown call \"clocks\"; known calls are \
-             request_header, cluster_name, clock, override_header, set_header, response_clock, \
+             request_header, cluster_name, clock, override_header, set_header, body_clock, response_clock, \
              response_trailer, grpc_status, upstream_address, histogram, counter"
         );
         assert_eq!(

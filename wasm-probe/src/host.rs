@@ -121,6 +121,15 @@ impl HttpContext for Request {
         Action::Continue
     }
 
+    fn on_http_request_body(&mut self, _size: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            self.times(Call::BodyClock, |_| {
+                black_box(hostcalls::get_current_time()).ok();
+            });
+        }
+        Action::Continue
+    }
+
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         self.times(Call::ResponseClock, |_| {
             black_box(hostcalls::get_current_time()).ok();
