@@ -20,7 +20,7 @@ export ENVOY_BIN
 ENVOY_DEP :=
 endif
 
-.PHONY: fuzz-tool all setup toolchain venv wasm build demo bench bench-hostcalls bench-publish test lint unit fuzz fuzz-smoke e2e validate validate-manifests scale clean
+.PHONY: fuzz-tool all setup toolchain venv wasm build demo bench bench-hostcalls bench-publish test lint unit fuzz fuzz-smoke e2e validate-manifests scale clean
 
 all: build
 
@@ -47,25 +47,25 @@ wasm: toolchain
 	@ls -l $(WASM_PROBE) | awk '{print "built $(WASM_PROBE): " $$5 " bytes"}'
 
 build: wasm
-	cargo build --release -p test-harness
+	cargo build --release -p greeter -p loadgen -p ewma-stat -p ewma-check-config -p bench -p e2e
 
 demo: build venv
-	cargo run --release -q -p test-harness --bin demo
+	cargo run --release -q -p e2e --bin demo
 
 # Scenarios x policies through a real Envoy at the same offered load, and the filter's
 # CPU overhead: target/bench/{summary.json,latency.svg,summary.md}. Under 5 minutes;
 # BENCH_QUICK=1 for the same outputs in about a minute.
 bench: build venv
-	cargo run --release -q -p test-harness --bin bench
+	cargo run --release -q -p bench --bin bench
 
 # What each proxy-wasm host call costs Envoy (the wasm-probe module, one call repeated
 # per request, against the probe making none): target/bench/hostcalls.{json,md}. About 2 min.
 bench-hostcalls: build venv
-	cargo run --release -q -p test-harness --bin bench -- --hostcalls
+	cargo run --release -q -p bench --bin bench -- --hostcalls
 
-# Copies the latest target/bench results into README.md and docs/bench/latency.svg.
+# Copies the latest target/bench results into docs/benchmark.md and docs/bench/latency.svg.
 bench-publish:
-	cargo run --release -q -p test-harness --bin bench -- --publish
+	cargo run --release -q -p bench --bin bench -- --publish
 
 # The dynamic Envoy's greeter endpoints (envoy-configs/dynamic): writes a new
 # endpoints/greeter.yaml and renames it over the old one; Envoy applies it at once.
@@ -79,8 +79,11 @@ lint: toolchain
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p ewma-balancer -p wasm-floor -p wasm-probe --target wasm32-wasip1 -- -D warnings
 
+# The tests that need no Envoy and no built module: the filter's core, the tools, and the
+# harness crates' own unit tests.
 unit:
-	cargo test -p ewma-balancer -p wasm-probe -p ewma-check-config
+	cargo test -p ewma-balancer -p wasm-probe -p ewma-check-config -p ewma-stat
+	cargo test --lib -p greeter -p loadgen -p proxy-wasm-host -p bench -p e2e
 
 # Fuzzing (docs/fuzzing.md): libFuzzer on the stable toolchain (--sanitizer none).
 # `FUZZ_TIME=600 make fuzz` explores: each target for FUZZ_TIME seconds from its growing
@@ -114,7 +117,8 @@ fuzz-smoke: fuzz-tool
 
 # End-to-end tests against a real Envoy and real greeters on loopback.
 e2e: wasm venv
-	cargo test --release -p test-harness
+	cargo build --release -p greeter -p loadgen -p ewma-stat
+	cargo test --release -p proxy-wasm-host -p e2e
 
 # Offline checks of kubernetes/ and istio/: Kubernetes 1.33 strict schemas, Istio CRD
 # schemas (istio/schemas/), `envoy --mode validate` of the Envoy configs in ConfigMaps and

@@ -29,15 +29,19 @@ pub const SUCCESS_FORGIVENESS: f64 = 0.5;
 /// an endpoint's cost, and a score of exactly 0 spares the decay arithmetic on every pick.
 pub const NEGLIGIBLE: f64 = 1.0 / (1u64 << 30) as f64;
 
-/// The wait after the last outcome of a penalised endpoint before it is probed.
-pub const FIRST_PROBE_INTERVAL: Nanos = 250_000_000;
+/// The wait after the last outcome of a penalised endpoint before it is probed. A
+/// second: an endpoint back from a total failure is back within about a second, and a
+/// dead one costs each worker a call at 1, 3, 7, 15 s and then every 16 s (measured:
+/// with 250 ms, the probes of a killed backend and their retries overflowed Envoy's
+/// retry circuit breaker under load).
+pub const FIRST_PROBE_INTERVAL: Nanos = 1_000_000_000;
 /// The longest wait between probes of an endpoint that keeps failing them.
 pub const MAX_PROBE_INTERVAL: Nanos = 16_000_000_000;
-/// Failed probes in a row beyond which the interval stops growing (250 ms × 2⁶ = 16 s).
-const MAX_FAILED_PROBES: u8 = 6;
+/// Failed probes in a row beyond which the interval stops growing (1 s × 2⁴ = 16 s).
+const MAX_FAILED_PROBES: u8 = 4;
 
 /// The wait before the next probe after `failed_probes` failed probes in a row:
-/// 250 ms, 500 ms, 1 s, … up to 16 s.
+/// 1 s, 2 s, 4 s, 8 s, then 16 s.
 pub fn probe_interval(failed_probes: u8) -> Nanos {
     FIRST_PROBE_INTERVAL << failed_probes.min(MAX_FAILED_PROBES)
 }
@@ -178,12 +182,9 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_interval_doubles_from_250_ms_to_16_s() {
-        let intervals: Vec<Nanos> = (0..9).map(probe_interval).collect();
-        assert_eq!(
-            intervals,
-            [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 16_000, 16_000].map(|ms| ms * 1_000_000)
-        );
+    fn the_probe_interval_doubles_from_1_s_to_16_s() {
+        let intervals: Vec<Nanos> = (0..7).map(probe_interval).collect();
+        assert_eq!(intervals, [1, 2, 4, 8, 16, 16, 16].map(|s| s * SEC));
     }
 
     #[test]
@@ -191,15 +192,15 @@ mod tests {
         let mut s = FailureScore::default();
         assert!(!s.probe_due(100 * SEC), "nothing to forgive");
         s.record(true, 10 * SEC, DECAY);
-        assert!(!s.probe_due(10 * SEC + 249_000_000));
-        assert!(s.probe_due(10 * SEC + 250_000_000));
+        assert!(!s.probe_due(10 * SEC + 999_000_000));
+        assert!(s.probe_due(11 * SEC));
     }
 
     #[test]
     fn a_successful_probe_forgives_at_once() {
         let mut s = FailureScore::default();
         s.record(true, 0, DECAY);
-        s.record_probe(false, SEC / 4, DECAY);
+        s.record_probe(false, SEC, DECAY);
         assert_eq!(s.raw(), 0.0);
         assert_eq!(s.failed_probes(), 0);
         assert!(!s.probe_due(100 * SEC));
@@ -210,7 +211,7 @@ mod tests {
         let mut s = FailureScore::default();
         s.record(true, 0, DECAY);
         let mut t = 0;
-        for expected in [500, 1_000, 2_000, 4_000, 8_000, 16_000, 16_000] {
+        for expected in [2_000, 4_000, 8_000, 16_000, 16_000] {
             t += probe_interval(s.failed_probes());
             assert!(s.probe_due(t));
             s.record_probe(true, t, DECAY);
@@ -231,6 +232,6 @@ mod tests {
         assert_eq!(FailureScore::from_parts(f64::NAN, 0, 0).raw(), 0.0);
         assert_eq!(FailureScore::from_parts(7.0, 0, 200).raw(), 1.0);
         assert_eq!(FailureScore::from_parts(-7.0, 0, 0).raw(), 0.0);
-        assert_eq!(FailureScore::from_parts(7.0, 0, 200).failed_probes(), 6);
+        assert_eq!(FailureScore::from_parts(7.0, 0, 200).failed_probes(), 4);
     }
 }

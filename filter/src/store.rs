@@ -37,16 +37,71 @@ pub fn record_key(prefix: &str, cluster: &str, slot: u16) -> String {
     format!("{prefix}|{cluster}|{slot}")
 }
 
-/// An in-memory store with Envoy's semantics (token per key, bumped on each write,
-/// mismatch on a stale token, 0 writes unconditionally). Used by native tests and fuzzing.
+/// Envoy's shared data, as proxy-wasm's C++ host keeps it: one map per process, a CAS
+/// token per key from one process-wide counter (never 0); a write with `cas == 0` is
+/// unconditional, a write to a key that does not exist yet succeeds whatever its token,
+/// and a write with a stale token to an existing key is a mismatch; there is no delete.
+/// The one fake of it: native tests and the fuzzer use it through [`MemoryStore`], the
+/// wasmtime proxy-wasm host (test-harness `proxy-wasm-host`) behind its ABI.
+#[derive(Debug, Default)]
+pub struct SharedData {
+    entries: BTreeMap<String, (Vec<u8>, u32)>,
+    next_cas: u32,
+}
+
+impl SharedData {
+    /// The value under `key` and its token (an empty value too: Envoy returns it).
+    pub fn get(&self, key: &str) -> Option<(&[u8], u32)> {
+        self.entries.get(key).map(|(v, cas)| (v.as_slice(), *cas))
+    }
+
+    pub fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        if let Some((_, current)) = self.entries.get(key) {
+            if cas != 0 && cas != *current {
+                return Err(StoreError::CasMismatch);
+            }
+        }
+        self.next_cas = self.next_cas.wrapping_add(1).max(1);
+        self.entries
+            .insert(key.to_string(), (value.to_vec(), self.next_cas));
+        Ok(())
+    }
+
+    /// Every key and its value, for assertions.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        self.entries
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Total bytes of keys and values, the figure that must stay bounded.
+    pub fn bytes(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|(k, (v, _))| k.len() + v.len())
+            .sum()
+    }
+}
+
+/// [`SharedData`] as the core reads it (an empty value reads as absent, as in the
+/// host adapter), for native tests and fuzzing.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    entries: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
+    data: RefCell<SharedData>,
 }
 
 impl MemoryStore {
     pub fn len(&self) -> usize {
-        self.entries.borrow().len()
+        self.data.borrow().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -55,30 +110,19 @@ impl MemoryStore {
 
     /// Total bytes of keys and values, the figure that must stay bounded.
     pub fn bytes(&self) -> usize {
-        self.entries
-            .borrow()
-            .iter()
-            .map(|(k, (v, _))| k.len() + v.len())
-            .sum()
+        self.data.borrow().bytes()
     }
 }
 
 impl SharedStore for MemoryStore {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        let entries = self.entries.borrow();
-        let (value, cas) = entries.get(key)?;
-        (!value.is_empty()).then(|| (value.clone(), *cas))
+        let data = self.data.borrow();
+        let (value, cas) = data.get(key)?;
+        (!value.is_empty()).then(|| (value.to_vec(), cas))
     }
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
-        let mut entries = self.entries.borrow_mut();
-        let entry = entries.entry(key.to_string()).or_insert((Vec::new(), 0));
-        if cas != 0 && cas != entry.1 {
-            return Err(StoreError::CasMismatch);
-        }
-        entry.0 = value.to_vec();
-        entry.1 = entry.1.wrapping_add(1).max(1);
-        Ok(())
+        self.data.borrow_mut().set(key, value, cas)
     }
 }
 
@@ -94,6 +138,17 @@ mod tests {
         assert_eq!(s.set("k", b"b", t1), Ok(()));
         assert_eq!(s.set("k", b"c", t1), Err(StoreError::CasMismatch));
         assert_eq!(s.get("k").map(|(v, _)| v), Some(b"b".to_vec()));
+    }
+
+    #[test]
+    fn a_missing_key_accepts_any_token_as_in_envoy() {
+        let mut d = SharedData::default();
+        assert_eq!(d.set("new", b"x", 12345), Ok(()));
+        let (_, t) = d.get("new").unwrap_or_default();
+        assert_eq!(d.set("new", b"y", t + 1), Err(StoreError::CasMismatch));
+        assert_eq!(d.set("other", b"z", 0), Ok(()));
+        let (_, t2) = d.get("other").unwrap_or_default();
+        assert!(t2 > t, "tokens come from one counter");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 #   docker build -f kubernetes/docker/greeter.Dockerfile --target greeter-server -t ewma-balancer/greeter-server:0.1.0 .
 #   docker build -f kubernetes/docker/greeter.Dockerfile --target greeter-client -t ewma-balancer/greeter-client:0.1.0 .
 #
-# protoc is not needed on the builder: test-harness/build.rs takes it from the
+# protoc is not needed on the builder: test-harness/greeter/build.rs takes it from the
 # protoc-bin-vendored crate. Not built in this repository's CI (no container engine
 # there); see docs/deployment.md.
 FROM rust:1-bookworm AS build
@@ -12,7 +12,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p test-harness --bin greeter-server --bin greeter-client \
+    cargo build --release --locked -p greeter -p loadgen --bin greeter-server --bin greeter-client \
  && mkdir /out && cp target/release/greeter-server target/release/greeter-client /out/
 
 # glibc, libgcc and CA certificates, no shell; runs as uid 65532.
