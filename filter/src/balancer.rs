@@ -91,7 +91,6 @@ pub struct CompletionEffect {
 pub struct Balancer {
     config: Config,
     tuning: Tuning,
-    prefix: String,
     rng: SplitMix64,
     clusters: ClusterViews,
     /// Reused encode buffer for record writes.
@@ -107,10 +106,13 @@ impl Balancer {
     pub fn new(config: Config, prefix: &str, seed: u64) -> Self {
         Self {
             tuning: Tuning::from(&config),
-            config,
-            prefix: prefix.into(),
             rng: SplitMix64::new(seed),
-            clusters: ClusterViews::default(),
+            clusters: ClusterViews {
+                prefix: prefix.into(),
+                max_endpoints: config.max_endpoints,
+                ..ClusterViews::default()
+            },
+            config,
             scratch: Vec::with_capacity(crate::record::MAX_RECORD_LEN),
             over_limit: 0,
             over_limit_logged: false,
@@ -137,14 +139,7 @@ impl Balancer {
     ) -> Decision {
         let tuning = self.tuning;
         let explore_ratio = self.config.explore_ratio;
-        let Some(view) = self.clusters.get_or_create(
-            &self.prefix,
-            self.config.max_endpoints,
-            store,
-            metrics,
-            &tuning,
-            cluster,
-        ) else {
+        let Some(view) = self.clusters.get_or_create(store, metrics, &tuning, cluster) else {
             self.over_limit += 1;
             if !self.over_limit_logged {
                 self.over_limit_logged = true;
@@ -222,14 +217,7 @@ impl Balancer {
             forgot: None,
         };
         let tuning = self.tuning;
-        let Some(view) = self.clusters.get_or_create(
-            &self.prefix,
-            self.config.max_endpoints,
-            store,
-            metrics,
-            &tuning,
-            c.cluster,
-        ) else {
+        let Some(view) = self.clusters.get_or_create(store, metrics, &tuning, c.cluster) else {
             return effect;
         };
         let chosen = c.pick.map(|p| &*p.addr);
@@ -390,6 +378,10 @@ fn flush_if_full(
 /// once made, lives as long as the worker (its position never changes).
 #[derive(Default)]
 struct ClusterViews {
+    /// Shared-data keys' prefix (the plugin name).
+    prefix: String,
+    /// Slots per cluster index (`maxEndpoints`).
+    max_endpoints: u16,
     views: Vec<ClusterView>,
     by_name: FxMap<String, usize>,
     /// The view used last: most requests go to the cluster the previous one went to, and
@@ -405,8 +397,6 @@ impl ClusterViews {
     /// The view of `cluster`, created (and synced from shared data) on first sight.
     fn get_or_create(
         &mut self,
-        prefix: &str,
-        max_endpoints: u16,
         store: &dyn SharedStore,
         metrics: &mut dyn Metrics,
         tuning: &Tuning,
@@ -418,7 +408,7 @@ impl ClusterViews {
                 Some(&i) => i,
                 None if self.views.len() >= MAX_CLUSTERS => return None,
                 None => {
-                    let mut view = ClusterView::new(prefix, cluster, max_endpoints);
+                    let mut view = ClusterView::new(&self.prefix, cluster, self.max_endpoints);
                     view.sync(store, metrics, tuning, &mut Vec::new());
                     self.by_name.insert(cluster.to_owned(), self.views.len());
                     self.views.push(view);

@@ -124,6 +124,34 @@ impl Worker {
         )
     }
 
+    /// The client gave up on `pick`'s request `after` it was sent, before any answer;
+    /// `whole` says whether the request had been sent whole.
+    fn abandon(
+        &mut self,
+        store: &dyn SharedStore,
+        pick: &Pick,
+        now: Nanos,
+        after: Nanos,
+        whole: bool,
+    ) -> ewma_balancer::balancer::CompletionEffect {
+        self.balancer.complete(
+            store,
+            &mut self.metrics,
+            &mut FixedFacts::of(Outcome::Abandoned, None),
+            &Completion {
+                cluster: CLUSTER,
+                pick: Some(pick),
+                grpc: true,
+                timing: Timing {
+                    started: now,
+                    request_done: whole.then_some(now),
+                    first_response: None,
+                    finished: now + after,
+                },
+            },
+        )
+    }
+
     fn known(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .balancer
@@ -208,6 +236,14 @@ fn run(
         }
     }
     counts
+}
+
+/// The defaults without exploration: every decision is the balancer's.
+fn no_exploration() -> Config {
+    Config {
+        explore_ratio: 0.0,
+        ..Config::default()
+    }
 }
 
 fn three(slow: Nanos) -> Cluster {
@@ -665,11 +701,7 @@ fn after_all_endpoints_failed_each_is_back_within_three_seconds() {
 #[test]
 fn an_endpoint_that_keeps_failing_probes_is_probed_ever_more_rarely() {
     let store = MemoryStore::default();
-    let config = Config {
-        explore_ratio: 0.0,
-        ..Config::default()
-    };
-    let mut w = Worker::new(config, 12);
+    let mut w = Worker::new(no_exploration(), 12);
     let mut cluster = three(MS);
     let mut now = SEC;
     run(&mut w, &store, &mut cluster, 300, 5 * MS, &mut now);
@@ -694,11 +726,7 @@ fn an_endpoint_that_keeps_failing_probes_is_probed_ever_more_rarely() {
 #[test]
 fn requests_abandoned_by_the_client_record_no_failure_and_move_no_cost() {
     let store = MemoryStore::default();
-    let config = Config {
-        explore_ratio: 0.0,
-        ..Config::default()
-    };
-    let mut w = Worker::new(config, 13);
+    let mut w = Worker::new(no_exploration(), 13);
     let mut cluster = three(40 * MS);
     let mut now = SEC;
     run(&mut w, &store, &mut cluster, 600, 5 * MS, &mut now);
@@ -715,22 +743,7 @@ fn requests_abandoned_by_the_client_record_no_failure_and_move_no_cost() {
         let Decision::Override(pick) = w.pick(&store, now) else {
             continue;
         };
-        w.balancer.complete(
-            &store,
-            &mut w.metrics,
-            &mut FixedFacts::of(Outcome::Abandoned, None),
-            &Completion {
-                cluster: CLUSTER,
-                pick: Some(&pick),
-                grpc: true,
-                timing: Timing {
-                    started: now,
-                    request_done: None,
-                    first_response: None,
-                    finished: now + MS,
-                },
-            },
-        );
+        w.abandon(&store, &pick, now, MS, false);
     }
     w.balancer.tick(&store, &mut w.metrics, now);
     let view = w.balancer.view(CLUSTER).unwrap();
@@ -747,11 +760,7 @@ fn requests_abandoned_by_the_client_record_no_failure_and_move_no_cost() {
 #[test]
 fn a_request_abandoned_after_it_was_whole_is_a_lower_bound_on_latency() {
     let store = MemoryStore::default();
-    let config = Config {
-        explore_ratio: 0.0,
-        ..Config::default()
-    };
-    let mut w = Worker::new(config, 14);
+    let mut w = Worker::new(no_exploration(), 14);
     let mut cluster = three(MS);
     let mut now = SEC;
     run(&mut w, &store, &mut cluster, 300, 5 * MS, &mut now);
@@ -759,22 +768,7 @@ fn a_request_abandoned_after_it_was_whole_is_a_lower_bound_on_latency() {
     let Decision::Override(pick) = decision else {
         unreachable!("three endpoints known, no exploration drawn: {decision:?}")
     };
-    let effect = w.balancer.complete(
-        &store,
-        &mut w.metrics,
-        &mut FixedFacts::of(Outcome::Abandoned, None),
-        &Completion {
-            cluster: CLUSTER,
-            pick: Some(&pick),
-            grpc: true,
-            timing: Timing {
-                started: now,
-                request_done: Some(now),
-                first_response: None,
-                finished: now + 30 * MS,
-            },
-        },
-    );
+    let effect = w.abandon(&store, &pick, now, 30 * MS, true);
     assert_eq!(effect.outcome, Outcome::Abandoned);
     let view = w.balancer.view(CLUSTER).unwrap();
     let e = &view.endpoints[view.position(&pick.addr).unwrap()];
