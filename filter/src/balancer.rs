@@ -12,11 +12,12 @@
 //!   `endpointTtl`, and flushes counters and gauges to metrics.
 
 use crate::cas::UpdateError;
-use crate::cluster_view::{ClusterView, EndpointView, MAX_UNFLUSHED_OBSERVATIONS};
+use crate::cluster_view::{ClusterView, EndpointView, Source, MAX_UNFLUSHED_OBSERVATIONS};
 use crate::config::Config;
 use crate::facts::CompletionFacts;
+use crate::fetcher::{read_members, register, registry_key, FetchRequest, Fetcher};
 use crate::fx_map::FxMap;
-use crate::metrics::{MetricKind, Metrics, CLUSTERS_OVER_LIMIT};
+use crate::metrics::{ClusterMetricIds, MetricKind, Metrics, CLUSTERS_OVER_LIMIT};
 use crate::observation::{Observation, Timing};
 use crate::outcome::Outcome;
 use crate::p2c::pick_two;
@@ -95,6 +96,8 @@ pub struct Balancer {
     clusters: ClusterViews,
     /// Reused encode buffer for record writes.
     scratch: Vec<u8>,
+    /// Membership from Envoy's admin interface.
+    fetcher: Fetcher,
     /// Requests to clusters beyond `MAX_CLUSTERS` since the last tick.
     over_limit: u64,
     over_limit_logged: bool,
@@ -104,12 +107,21 @@ pub struct Balancer {
 impl Balancer {
     /// `prefix` namespaces shared-data keys (the plugin name); `seed` the worker's RNG.
     pub fn new(config: Config, prefix: &str, seed: u64) -> Self {
+        let mut rng = SplitMix64::new(seed);
+        let me = rng.next_u64();
         Self {
             tuning: Tuning::from(&config),
-            rng: SplitMix64::new(seed),
+            fetcher: Fetcher::new(
+                config.admin_cluster.clone(),
+                config.membership_refresh,
+                prefix,
+                me,
+            ),
+            rng,
             clusters: ClusterViews {
                 prefix: prefix.into(),
                 max_endpoints: config.max_endpoints,
+                register: config.admin_cluster.is_some(),
                 ..ClusterViews::default()
             },
             config,
@@ -139,7 +151,11 @@ impl Balancer {
     ) -> Decision {
         let tuning = self.tuning;
         let explore_ratio = self.config.explore_ratio;
-        let Some(view) = self.clusters.get_or_create(store, metrics, &tuning, cluster) else {
+        let max_endpoints = self.config.max_endpoints;
+        let Some(view) = self
+            .clusters
+            .get_or_create(store, metrics, &tuning, cluster)
+        else {
             self.over_limit += 1;
             if !self.over_limit_logged {
                 self.over_limit_logged = true;
@@ -149,18 +165,33 @@ impl Balancer {
             }
             return Decision::Fallback(FallbackReason::TooManyClusters);
         };
-        let n = view.endpoints.len();
         let rng = &mut self.rng;
-        if n < 2 {
+        let admin = matches!(view.source, Source::Admin { .. });
+        let n = view.usable.len();
+        if n == 0 || (n == 1 && !admin) {
             view.decisions.too_few += 1;
             return Decision::Fallback(FallbackReason::TooFewEndpoints);
         }
-        if explore_ratio > 0.0 && rng.unit() < explore_ratio {
-            view.decisions.explores += 1;
-            return Decision::Fallback(FallbackReason::Exploring);
+        if !admin {
+            // Learned membership: bursts of fallback picks discover the cluster, and a
+            // small budget keeps exploring at random.
+            if view.discovery.take(max_endpoints, now)
+                || (explore_ratio > 0.0 && rng.unit() < explore_ratio)
+            {
+                view.decisions.explores += 1;
+                return Decision::Fallback(FallbackReason::Exploring);
+            }
         }
-        let Some((a, b)) = pick_two(n, rng) else {
-            return Decision::Fallback(FallbackReason::TooFewEndpoints);
+        let (a, b) = match pick_two(n, rng) {
+            Some((i, j)) => match (view.usable.get(i), view.usable.get(j)) {
+                (Some(&a), Some(&b)) => (a, b),
+                _ => return Decision::Fallback(FallbackReason::TooFewEndpoints),
+            },
+            // One usable member (admin membership): it is the one.
+            None => match view.usable.first() {
+                Some(&only) => (only, only),
+                None => return Decision::Fallback(FallbackReason::TooFewEndpoints),
+            },
         };
         let (Some(first), Some(second)) = (view.endpoints.get(a), view.endpoints.get(b)) else {
             return Decision::Fallback(FallbackReason::TooFewEndpoints);
@@ -168,7 +199,13 @@ impl Balancer {
         let (ca, cb) = (first.cost_at(now, &tuning), second.cost_at(now, &tuning));
         // Ties go to the first of the pair (pick_two orders it at random).
         let (winner, loser) = if cb < ca { (b, a) } else { (a, b) };
-        let probe = if loser == a { first } else { second }.probe_due(now, &tuning);
+        let (winner_view, loser_view) = if loser == a {
+            (second, first)
+        } else {
+            (first, second)
+        };
+        let probe = loser != winner
+            && loser_view.probe_due(now, &tuning, winner_view.failing(now, &tuning));
         let chosen = if probe { loser } else { winner };
         log::debug!(
             "pick cluster={} candidates=[{} cost={:.3}ms, {} cost={:.3}ms] chosen={} probe={probe}",
@@ -217,7 +254,10 @@ impl Balancer {
             forgot: None,
         };
         let tuning = self.tuning;
-        let Some(view) = self.clusters.get_or_create(store, metrics, &tuning, c.cluster) else {
+        let Some(view) = self
+            .clusters
+            .get_or_create(store, metrics, &tuning, c.cluster)
+        else {
             return effect;
         };
         let chosen = c.pick.map(|p| &*p.addr);
@@ -246,6 +286,10 @@ impl Balancer {
         // Envoy is known to have used another (or nothing was named).
         if actual.is_some() && actual.as_deref() != chosen {
             position = view.position(target);
+        }
+        if c.pick.is_none() && actual.is_some() {
+            view.discovery
+                .saw(target, position.is_some(), c.timing.finished);
         }
         let probe = c.pick.is_some_and(|p| p.probe);
         if let Some(observation) = Observation::of(outcome, &c.timing, probe) {
@@ -281,32 +325,58 @@ impl Balancer {
         effect
     }
 
-    /// Periodic work: sync every cluster view with shared data, expire endpoints not seen
-    /// for `endpointTtl`, flush counters and gauges.
-    pub fn tick(&mut self, store: &dyn SharedStore, metrics: &mut dyn Metrics, now: Nanos) {
+    /// Periodic work: sync every cluster view with shared data, take the membership
+    /// Envoy's admin interface gave (or, without it, expire endpoints not seen for
+    /// `endpointTtl`), flush counters and gauges. Returns the admin request to send, when
+    /// this worker holds the lease and a fetch is due.
+    pub fn tick(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &mut dyn Metrics,
+        now: Nanos,
+    ) -> Option<FetchRequest> {
         let tuning = self.tuning;
         let ttl = self.config.endpoint_ttl;
+        let max_age = self.config.membership_max_age;
+        let admin = self.fetcher.enabled();
         let scratch = &mut self.scratch;
+        let prefix = &self.clusters.prefix;
         for view in &mut self.clusters.views {
             view.sync(store, metrics, &tuning, scratch);
-            let expired: Vec<String> = view
-                .endpoints
-                .iter()
-                .filter(|e| now.saturating_sub(e.record.last_seen) > ttl)
-                .map(|e| e.record.addr.clone())
-                .collect();
-            for addr in expired {
-                log::info!(
-                    "endpoint {addr} in cluster {} not seen for {}s; expired",
-                    view.name,
-                    ttl / 1_000_000_000
-                );
-                view.forget(store, metrics, &addr);
+            let members = if admin {
+                read_members(store, prefix, &view.name)
+            } else {
+                None
+            };
+            view.apply_members(store, metrics, members.as_ref(), &tuning, now, max_age);
+            if view.source == Source::Learned {
+                let expired: Vec<String> = view
+                    .endpoints
+                    .iter()
+                    .filter(|e| now.saturating_sub(e.record.last_seen) > ttl)
+                    .map(|e| e.record.addr.clone())
+                    .collect();
+                for addr in expired {
+                    log::info!(
+                        "endpoint {addr} in cluster {} not seen for {}s; expired",
+                        view.name,
+                        ttl / 1_000_000_000
+                    );
+                    view.forget(store, metrics, &addr);
+                }
             }
             for e in &mut view.endpoints {
                 flush_endpoint_metrics(metrics, e, now, &tuning);
             }
             view.decisions.flush(metrics, &view.name);
+            let ids = *view
+                .metric_ids
+                .get_or_insert_with(|| ClusterMetricIds::define(metrics, &view.name));
+            let age = match view.source {
+                Source::Admin { fetched_at } => Some(now.saturating_sub(fetched_at) / 1_000_000),
+                Source::Learned => None,
+            };
+            ids.record(metrics, view.endpoints.len(), view.usable.len(), age);
         }
         if self.over_limit > 0 {
             let id = *self
@@ -317,6 +387,36 @@ impl Balancer {
             }
             self.over_limit = 0;
         }
+        self.fetcher.due(store, now)
+    }
+
+    /// The host could not send the admin request (the cluster does not exist).
+    pub fn membership_cannot_send(&mut self) {
+        self.fetcher.cannot_send();
+    }
+
+    /// The admin interface's answer (`status` `None`: none came) of `body_size` bytes,
+    /// `body` (empty when the host did not read an answer over the bound).
+    pub fn membership_answer(
+        &mut self,
+        store: &dyn SharedStore,
+        status: Option<u32>,
+        body_size: usize,
+        body: &[u8],
+        now: Nanos,
+    ) {
+        let max = usize::from(self.config.max_endpoints);
+        if body_size > crate::membership::MAX_ANSWER_BYTES {
+            self.fetcher
+                .refused(crate::membership::AnswerError::TooLarge(body_size), now);
+        } else {
+            self.fetcher.answered(store, status, body, max, now);
+        }
+    }
+
+    /// How the membership fetch stands (for tests and logs).
+    pub fn membership_state(&self) -> &crate::fetcher::FetchState {
+        self.fetcher.state()
     }
 }
 
@@ -382,6 +482,8 @@ struct ClusterViews {
     prefix: String,
     /// Slots per cluster index (`maxEndpoints`).
     max_endpoints: u16,
+    /// Whether new clusters go into the registry the membership fetch reads.
+    register: bool,
     views: Vec<ClusterView>,
     by_name: FxMap<String, usize>,
     /// The view used last: most requests go to the cluster the previous one went to, and
@@ -410,6 +512,10 @@ impl ClusterViews {
                 None => {
                     let mut view = ClusterView::new(&self.prefix, cluster, self.max_endpoints);
                     view.sync(store, metrics, tuning, &mut Vec::new());
+                    // The worker fetching membership asks for every registered cluster.
+                    if self.register {
+                        let _ = register(store, &registry_key(&self.prefix), cluster, MAX_CLUSTERS);
+                    }
                     self.by_name.insert(cluster.to_owned(), self.views.len());
                     self.views.push(view);
                     self.views.len() - 1
@@ -438,13 +544,16 @@ fn flush_endpoint_metrics(
     // Microseconds of a finite, non-negative estimate: the float-to-int cast saturates.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let ewma_us = (e.record.latency.estimate_at(now, tuning.decay_ns) / 1_000.0) as u64;
-    let gauges = (ewma_us, u64::from(e.pending()));
+    let gauges = (ewma_us, u64::from(e.pending()), u64::from(e.usable));
     if e.last_gauges != Some(gauges) {
-        if let Some(id) = ids.ewma {
-            metrics.record(id, gauges.0);
-        }
-        if let Some(id) = ids.pending {
-            metrics.record(id, gauges.1);
+        for (id, value) in [
+            (ids.ewma, gauges.0),
+            (ids.pending, gauges.1),
+            (ids.usable, gauges.2),
+        ] {
+            if let Some(id) = id {
+                metrics.record(id, value);
+            }
         }
         e.last_gauges = Some(gauges);
     }

@@ -42,7 +42,11 @@ pub struct EndpointView {
     pub unflushed_failures: u64,
     pub metric_ids: EndpointMetricIds,
     /// Last gauge values set, to skip redundant hostcalls.
-    pub last_gauges: Option<(u64, u64)>,
+    pub last_gauges: Option<(u64, u64, u64)>,
+    /// Envoy's balancers would use it (admin membership; always, when learned).
+    pub usable: bool,
+    /// Its load-balancing weight (admin membership; 1 when learned): cost is divided by it.
+    pub weight: u32,
 }
 
 impl EndpointView {
@@ -65,6 +69,8 @@ impl EndpointView {
             unflushed_failures: 0,
             metric_ids,
             last_gauges: None,
+            usable: true,
+            weight: 1,
         }
     }
 
@@ -127,19 +133,31 @@ impl EndpointView {
         }
     }
 
+    /// The cost P2C compares: [`cost`] of the load, over the endpoint's weight.
     pub fn cost_at(&self, now: Nanos, tuning: &Tuning) -> f64 {
-        cost(self.load_at(now, tuning), tuning.failure_penalty_ns)
+        let c = cost(self.load_at(now, tuning), tuning.failure_penalty_ns);
+        if self.weight > 1 {
+            c / f64::from(self.weight)
+        } else {
+            c
+        }
     }
 
     /// Whether this endpoint should get the next call as a probe (see
     /// `failure_score.rs`): its failure score, not its latency, is what keeps it out,
     /// nothing is in flight to it that this worker knows of, and it has been quiet for
-    /// the probe interval.
-    pub fn probe_due(&self, now: Nanos, tuning: &Tuning) -> bool {
+    /// the probe interval (without backoff when `no_better`: the alternative fails too).
+    pub fn probe_due(&self, now: Nanos, tuning: &Tuning, no_better: bool) -> bool {
         let load = self.load_at(now, tuning);
-        self.record.failure.probe_due(now)
+        self.record.failure.probe_due(now, no_better)
             && load.pending == 0
             && load.failure * tuning.failure_penalty_ns > load.latency_ns
+    }
+
+    /// Whether its failures, not its latency, are what its cost is made of.
+    pub fn failing(&self, now: Nanos, tuning: &Tuning) -> bool {
+        let load = self.load_at(now, tuning);
+        load.failure * tuning.failure_penalty_ns > load.latency_ns
     }
 }
 
@@ -190,6 +208,96 @@ pub struct ClusterView {
     /// Index entries whose record was missing at the last sync (removed at the next).
     missing: Vec<String>,
     pub decisions: DecisionCounters,
+    /// Positions of the endpoints picks choose among.
+    pub usable: Vec<usize>,
+    /// Where the membership came from at the last tick.
+    pub source: Source,
+    /// Discovery bursts, in learned mode (see [`Discovery`]).
+    pub discovery: Discovery,
+    /// The membership gauges, defined on the first tick.
+    pub metric_ids: Option<crate::metrics::ClusterMetricIds>,
+}
+
+/// Where a view's membership comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Learned from `upstream.address` of completed requests.
+    Learned,
+    /// Envoy's admin interface, read at this time.
+    Admin { fetched_at: Nanos },
+}
+
+/// Discovery in learned mode. Envoy's round robin fallback, per worker, visits the
+/// cluster's hosts in turn, so a run of consecutive fallback picks that ends at the first
+/// host seen twice has seen every host. A view starts with such a burst (all calls left
+/// to the fallback until a completion repeats an endpoint, or `maxEndpoints` calls),
+/// and repeats it after growing intervals while bursts find nothing new.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// Fallback picks left in the current burst; 0: no burst.
+    pub left: u32,
+    /// Endpoints the current burst's completions named.
+    pub seen: crate::fx_map::FxSet<String>,
+    /// Whether the current burst found an endpoint the view did not know.
+    found_new: bool,
+    /// When the next burst starts.
+    pub next_at: Nanos,
+    /// Bursts in a row that found nothing new (each doubles the wait).
+    fruitless: u32,
+}
+
+/// The wait before the next burst; doubled after each fruitless one, up to 64×
+/// (16 minutes).
+pub const DISCOVERY_INTERVAL: Nanos = 15_000_000_000;
+
+impl Discovery {
+    /// A burst of at most `max` fallback picks, starting now.
+    pub fn start(max: u16) -> Self {
+        Self {
+            left: u32::from(max),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the next pick belongs to a burst (starting one if it is time); counts it.
+    pub fn take(&mut self, max: u16, now: Nanos) -> bool {
+        if self.left == 0 && self.next_at > 0 && now >= self.next_at {
+            self.left = u32::from(max);
+            self.seen.clear();
+            self.found_new = false;
+        }
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        if self.left == 0 {
+            self.end(now);
+        }
+        true
+    }
+
+    /// A fallback pick's completion named `addr`; `known` says whether the view knew it
+    /// before. The burst ends at the first repeat: the fallback has been round.
+    pub fn saw(&mut self, addr: &str, known: bool, now: Nanos) {
+        if self.left == 0 {
+            return;
+        }
+        self.found_new |= !known;
+        if !self.seen.insert(addr.to_owned()) {
+            self.end(now);
+        }
+    }
+
+    fn end(&mut self, now: Nanos) {
+        self.fruitless = if self.found_new {
+            0
+        } else {
+            self.fruitless.saturating_add(1)
+        };
+        self.left = 0;
+        self.seen.clear();
+        self.next_at = now.saturating_add(DISCOVERY_INTERVAL << self.fruitless.min(6));
+    }
 }
 
 impl ClusterView {
@@ -204,7 +312,112 @@ impl ClusterView {
             by_addr: FxMap::default(),
             missing: Vec::new(),
             decisions: DecisionCounters::default(),
+            usable: Vec::new(),
+            source: Source::Learned,
+            discovery: Discovery::start(max_slots),
+            metric_ids: None,
         }
+    }
+
+    /// Rebuilds the list of usable positions (after any change of the endpoints).
+    pub fn rebuild_usable(&mut self) {
+        self.usable.clear();
+        self.usable.extend(
+            self.endpoints
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.usable)
+                .map(|(i, _)| i),
+        );
+    }
+
+    /// Takes the membership Envoy's admin interface gave, if fresh (read at most
+    /// `max_age` ago): members that left are forgotten, usable members not known yet are
+    /// learned with a fair estimate (the median of the usable endpoints' estimates), and
+    /// each endpoint's usability and weight follow Envoy's. Without fresh members the
+    /// view is learned: every endpoint is usable, weights are 1.
+    pub fn apply_members(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &mut dyn Metrics,
+        members: Option<&crate::membership::Members>,
+        tuning: &Tuning,
+        now: Nanos,
+        max_age: Nanos,
+    ) {
+        let fresh = members.filter(|m| now.saturating_sub(m.fetched_at) <= max_age);
+        let Some(members) = fresh else {
+            self.source = Source::Learned;
+            for e in &mut self.endpoints {
+                e.usable = true;
+                e.weight = 1;
+            }
+            self.rebuild_usable();
+            return;
+        };
+        self.source = Source::Admin {
+            fetched_at: members.fetched_at,
+        };
+        self.discovery.left = 0;
+        let gone: Vec<String> = self
+            .endpoints
+            .iter()
+            .filter(|e| !members.members.iter().any(|m| m.addr == e.record.addr))
+            .map(|e| e.record.addr.clone())
+            .collect();
+        for addr in gone {
+            log::info!(
+                "endpoint {addr} is no longer a member of cluster {}; forgotten",
+                self.name
+            );
+            self.forget(store, metrics, &addr);
+        }
+        let usable: crate::fx_map::FxMap<&str, u32> = members
+            .usable()
+            .map(|m| (m.addr.as_str(), m.weight))
+            .collect();
+        let fair = self.fair_estimate(now, tuning);
+        for addr in usable.keys() {
+            if self.position(addr).is_none()
+                && self.learn_unsampled(store, metrics, addr, fair, now)
+            {
+                log::info!("member {addr} of cluster {} added", self.name);
+            }
+        }
+        for e in &mut self.endpoints {
+            match usable.get(e.record.addr.as_str()) {
+                Some(&weight) => {
+                    e.usable = true;
+                    e.weight = weight;
+                }
+                None => {
+                    e.usable = false;
+                    e.weight = 1;
+                }
+            }
+        }
+        self.rebuild_usable();
+    }
+
+    /// The median of the usable endpoints' estimates at `now`, or the default RTT when
+    /// none is known: what an endpoint without a sample starts at, so that it is
+    /// neither starved (a dear default against fast peers) nor flooded (a zero).
+    fn fair_estimate(&self, now: Nanos, tuning: &Tuning) -> f64 {
+        let mut estimates: Vec<f64> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.usable && e.record.requests > 0)
+            .map(|e| e.record.latency.estimate_at(now, tuning.decay_ns))
+            .filter(|x| x.is_finite())
+            .collect();
+        if estimates.is_empty() {
+            return tuning.default_rtt_ns;
+        }
+        estimates.sort_by(f64::total_cmp);
+        estimates
+            .get(estimates.len() / 2)
+            .copied()
+            .unwrap_or(tuning.default_rtt_ns)
     }
 
     pub fn position(&self, addr: &str) -> Option<usize> {
@@ -214,6 +427,9 @@ impl ClusterView {
     fn push(&mut self, endpoint: EndpointView) {
         self.by_addr
             .insert(endpoint.record.addr.clone(), self.endpoints.len());
+        if endpoint.usable {
+            self.usable.push(self.endpoints.len());
+        }
         self.endpoints.push(endpoint);
     }
 
@@ -224,6 +440,7 @@ impl ClusterView {
         if let Some(moved) = self.endpoints.get(i) {
             self.by_addr.insert(moved.record.addr.clone(), i);
         }
+        self.rebuild_usable();
         Some(removed)
     }
 
@@ -231,7 +448,7 @@ impl ClusterView {
     /// does not look busy forever.
     pub fn drop_endpoint(&mut self, metrics: &mut dyn Metrics, addr: &str) {
         if let Some(e) = self.remove(addr) {
-            for id in [e.metric_ids.ewma, e.metric_ids.pending]
+            for id in [e.metric_ids.ewma, e.metric_ids.pending, e.metric_ids.usable]
                 .into_iter()
                 .flatten()
             {
@@ -271,6 +488,45 @@ impl ClusterView {
         first: &Observation,
         tuning: &Tuning,
     ) -> bool {
+        let initial = match first.latency {
+            crate::observation::Latency::Sample(ns) if ns > 0.0 => ns,
+            _ => tuning.default_rtt_ns,
+        };
+        let apply = |r: &mut EndpointRecord| first.apply(r, tuning);
+        self.add(store, metrics, addr, initial, first.now, &apply)
+    }
+
+    /// Adds a member Envoy reported, with no sample yet: its record (unless another
+    /// worker made it already) starts at `estimate_ns`.
+    pub fn learn_unsampled(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &mut dyn Metrics,
+        addr: &str,
+        estimate_ns: f64,
+        now: Nanos,
+    ) -> bool {
+        self.add(
+            store,
+            metrics,
+            addr,
+            estimate_ns,
+            now,
+            &|r: &mut EndpointRecord| {
+                r.last_seen = r.last_seen.max(now);
+            },
+        )
+    }
+
+    fn add(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &mut dyn Metrics,
+        addr: &str,
+        initial_ns: f64,
+        now: Nanos,
+        apply: &dyn Fn(&mut EndpointRecord),
+    ) -> bool {
         let max_slots = self.max_slots;
         let Ok((_, index)) = update_index(store, &self.index_key, max_slots, &mut |ix| {
             if ix.slot_of(addr).is_some() {
@@ -285,15 +541,10 @@ impl ClusterView {
             return false;
         };
         let key = record_key(&self.prefix, &self.name, slot);
-        let apply = |r: &mut EndpointRecord| first.apply(r, tuning);
-        let record = match update_record(store, &key, addr, &apply) {
+        let record = match update_record(store, &key, addr, apply) {
             Ok(record) => record,
             Err(_) => {
-                let initial = match first.latency {
-                    crate::observation::Latency::Sample(ns) if ns > 0.0 => ns,
-                    _ => tuning.default_rtt_ns,
-                };
-                let mut record = EndpointRecord::new(addr, initial, first.now);
+                let mut record = EndpointRecord::new(addr, initial_ns, now);
                 apply(&mut record);
                 let cas = store.get(&key).map_or(0, |(_, cas)| cas);
                 if store.set(&key, &record.encode(), cas).is_err() {
@@ -344,6 +595,7 @@ impl ClusterView {
             old.insert(e.record.addr.clone(), e);
         }
         self.by_addr.clear();
+        self.usable.clear();
         let previously_missing = std::mem::take(&mut self.missing);
         let mut stale = Vec::new();
         for (slot, addr) in &index.entries {

@@ -27,6 +27,13 @@ pub const DEFAULT_ENDPOINT_TTL: Nanos = 60 * SEC;
 pub const DEFAULT_MAX_ENDPOINTS: u16 = 1024;
 pub const DEFAULT_REFRESH_INTERVAL: Nanos = 250 * MS;
 pub const DEFAULT_OVERRIDE_HEADER: &str = "x-ewma-balancer-host";
+/// The cluster Istio's sidecar bootstrap defines to the admin interface (for its
+/// `/stats/prometheus` route): membership from Envoy needs no configuration there.
+pub const DEFAULT_ADMIN_CLUSTER: &str = "prometheus_stats";
+pub const DEFAULT_MEMBERSHIP_REFRESH: Nanos = SEC;
+/// How long the last good membership is trusted while the admin interface fails, before
+/// the filter falls back to learning endpoints from traffic.
+pub const DEFAULT_MEMBERSHIP_MAX_AGE: Nanos = 10 * SEC;
 /// RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE: the codes that say "this endpoint is in
 /// trouble" rather than "this request was wrong".
 pub const DEFAULT_FAILURE_GRPC_CODES: [u32; 3] = [8, 13, 14];
@@ -51,6 +58,11 @@ pub struct Config {
     pub refresh_interval: Nanos,
     pub balance_all_http: bool,
     pub failure_grpc_codes: Vec<u32>,
+    /// The cluster to Envoy's admin interface; `None` (configured as `""`): learn
+    /// membership from traffic only.
+    pub admin_cluster: Option<String>,
+    pub membership_refresh: Nanos,
+    pub membership_max_age: Nanos,
 }
 
 impl Default for Config {
@@ -67,6 +79,9 @@ impl Default for Config {
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             balance_all_http: false,
             failure_grpc_codes: DEFAULT_FAILURE_GRPC_CODES.to_vec(),
+            admin_cluster: Some(DEFAULT_ADMIN_CLUSTER.into()),
+            membership_refresh: DEFAULT_MEMBERSHIP_REFRESH,
+            membership_max_age: DEFAULT_MEMBERSHIP_MAX_AGE,
         }
     }
 }
@@ -110,7 +125,7 @@ fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 }
 
 /// The accepted fields, in the order the README documents them.
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 14] = [
     "overrideHeader",
     "defaultRtt",
     "decay",
@@ -122,6 +137,9 @@ pub const FIELDS: [&str; 11] = [
     "refreshInterval",
     "balanceAllHttp",
     "failureGrpcCodes",
+    "adminCluster",
+    "membershipRefresh",
+    "membershipMaxAge",
 ];
 
 impl Config {
@@ -161,6 +179,9 @@ impl Config {
             format!("{:?}", format_duration(self.refresh_interval)),
             self.balance_all_http.to_string(),
             format!("[{}]", codes.join(",")),
+            format!("{:?}", self.admin_cluster.as_deref().unwrap_or_default()),
+            format!("{:?}", format_duration(self.membership_refresh)),
+            format!("{:?}", format_duration(self.membership_max_age)),
         ];
         let mut i = 0;
         values.map(|value| {
@@ -211,6 +232,19 @@ impl Config {
             )?,
             balance_all_http: f.boolean("balanceAllHttp", d.balance_all_http)?,
             failure_grpc_codes: f.grpc_codes("failureGrpcCodes", d.failure_grpc_codes)?,
+            admin_cluster: f.cluster_name("adminCluster", d.admin_cluster)?,
+            membership_refresh: f.duration(
+                "membershipRefresh",
+                d.membership_refresh,
+                100 * MS,
+                60 * SEC,
+            )?,
+            membership_max_age: f.duration(
+                "membershipMaxAge",
+                d.membership_max_age,
+                SEC,
+                3600 * SEC,
+            )?,
         })
     }
 }
@@ -334,6 +368,29 @@ impl Fields<'_> {
         }
     }
 
+    /// An Envoy cluster name, or `""` for none.
+    fn cluster_name(
+        &self,
+        name: &str,
+        default: Option<String>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(v) = self.0.get(name) else {
+            return Ok(default);
+        };
+        match v {
+            Value::String(s) if s.is_empty() => Ok(None),
+            Value::String(s) if s.len() <= 255 && !s.chars().any(char::is_control) => {
+                Ok(Some(s.clone()))
+            }
+            _ => Err(err(
+                name,
+                format!(
+                    "expected an Envoy cluster name of at most 255 characters without control characters, or \"\" for none, got {v}"
+                ),
+            )),
+        }
+    }
+
     fn grpc_codes(&self, name: &str, default: Vec<u32>) -> Result<Vec<u32>, ConfigError> {
         let Some(v) = self.0.get(name) else {
             return Ok(default);
@@ -385,7 +442,8 @@ mod tests {
         let c = parse(
             r#"{"overrideHeader":"x-pick","defaultRtt":"5ms","decay":"2s","failurePenalty":"3s",
                 "failureDecay":"500ms","exploreRatio":0.05,"endpointTtl":"2m","maxEndpoints":10,
-                "refreshInterval":"1s","balanceAllHttp":true,"failureGrpcCodes":[14]}"#,
+                "refreshInterval":"1s","balanceAllHttp":true,"failureGrpcCodes":[14],
+                "adminCluster":"admin","membershipRefresh":"2s","membershipMaxAge":"30s"}"#,
         );
         assert_eq!(
             c,
@@ -401,6 +459,9 @@ mod tests {
                 refresh_interval: 1_000_000_000,
                 balance_all_http: true,
                 failure_grpc_codes: vec![14],
+                admin_cluster: Some("admin".into()),
+                membership_refresh: 2_000_000_000,
+                membership_max_age: 30_000_000_000,
             })
         );
     }
@@ -448,7 +509,8 @@ mod tests {
             c.describe(),
             "overrideHeader=\"x-ewma-balancer-host\" defaultRtt=\"30ms\" decay=\"3s\" \
              failurePenalty=\"1s\" failureDecay=\"1s\" exploreRatio=0.01 endpointTtl=\"1m\" \
-             maxEndpoints=7 refreshInterval=\"250ms\" balanceAllHttp=false failureGrpcCodes=[14,8]"
+             maxEndpoints=7 refreshInterval=\"250ms\" balanceAllHttp=false failureGrpcCodes=[14,8] \
+             adminCluster=\"prometheus_stats\" membershipRefresh=\"1s\" membershipMaxAge=\"10s\""
         );
         let json = format!(
             "{{{}}}",
@@ -459,6 +521,18 @@ mod tests {
                 .join(",")
         );
         assert_eq!(parse(&json), Ok(c), "{json}");
+    }
+
+    #[test]
+    fn an_empty_admin_cluster_means_learned_membership_only() {
+        assert_eq!(
+            parse(r#"{"adminCluster":""}"#).map(|c| c.admin_cluster),
+            Ok(None)
+        );
+        assert_eq!(
+            Config::default().admin_cluster.as_deref(),
+            Some("prometheus_stats")
+        );
     }
 
     #[test]

@@ -120,10 +120,18 @@ impl FailureScore {
     }
 
     /// Whether a probe is due at `now`: the score is still there and no outcome has been
-    /// seen for the probe interval. (Whether the score is what keeps the endpoint out,
-    /// and whether a call is already in flight, is for the caller to judge.)
-    pub fn probe_due(&self, now: Nanos) -> bool {
-        self.value > 0.0 && now.saturating_sub(self.stamp) >= probe_interval(self.failed_probes)
+    /// seen for the probe interval, which is the first one, without backoff, when
+    /// `no_better` (the alternative is failing too: a probe then costs nothing, and
+    /// backing off would only delay the recovery after a total failure). Whether the
+    /// score is what keeps the endpoint out, and whether a call is in flight, is for the
+    /// caller to judge.
+    pub fn probe_due(&self, now: Nanos, no_better: bool) -> bool {
+        let interval = if no_better {
+            FIRST_PROBE_INTERVAL
+        } else {
+            probe_interval(self.failed_probes)
+        };
+        self.value > 0.0 && now.saturating_sub(self.stamp) >= interval
     }
 }
 
@@ -190,10 +198,10 @@ mod tests {
     #[test]
     fn a_probe_is_due_once_the_endpoint_was_quiet_for_the_interval() {
         let mut s = FailureScore::default();
-        assert!(!s.probe_due(100 * SEC), "nothing to forgive");
+        assert!(!s.probe_due(100 * SEC, false), "nothing to forgive");
         s.record(true, 10 * SEC, DECAY);
-        assert!(!s.probe_due(10 * SEC + 999_000_000));
-        assert!(s.probe_due(11 * SEC));
+        assert!(!s.probe_due(10 * SEC + 999_000_000, false));
+        assert!(s.probe_due(11 * SEC, false));
     }
 
     #[test]
@@ -203,7 +211,7 @@ mod tests {
         s.record_probe(false, SEC, DECAY);
         assert_eq!(s.raw(), 0.0);
         assert_eq!(s.failed_probes(), 0);
-        assert!(!s.probe_due(100 * SEC));
+        assert!(!s.probe_due(100 * SEC, false));
     }
 
     #[test]
@@ -213,11 +221,15 @@ mod tests {
         let mut t = 0;
         for expected in [2_000, 4_000, 8_000, 16_000, 16_000] {
             t += probe_interval(s.failed_probes());
-            assert!(s.probe_due(t));
+            assert!(s.probe_due(t, false));
             s.record_probe(true, t, DECAY);
             assert_eq!(s.raw(), 1.0);
             assert_eq!(probe_interval(s.failed_probes()), expected * 1_000_000);
-            assert!(!s.probe_due(t + expected * 1_000_000 - 1));
+            assert!(!s.probe_due(t + expected * 1_000_000 - 1, false));
+            assert!(
+                s.probe_due(t + SEC, true),
+                "no backoff when the alternative fails too"
+            );
         }
         s.record(false, t, DECAY);
         assert_eq!(

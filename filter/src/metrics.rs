@@ -33,6 +33,66 @@ pub const DECISIONS: &str = "ewma_balancer_decisions_total";
 /// Requests to clusters beyond a worker's `MAX_CLUSTERS` (no labels).
 pub const CLUSTERS_OVER_LIMIT: &str = "ewma_balancer_clusters_over_limit_total";
 
+/// Per cluster: endpoints the worker's view holds.
+pub const MEMBERS_KNOWN: &str = "ewma_balancer_members_known";
+/// Per cluster: endpoints picks choose among (Envoy's balancers would use them).
+pub const MEMBERS_USABLE: &str = "ewma_balancer_members_usable";
+/// Per cluster: 1 when the membership comes from Envoy's admin interface, 0 when learned.
+pub const MEMBERSHIP_ADMIN: &str = "ewma_balancer_membership_admin";
+/// Per cluster: milliseconds since the admin membership in use was read (0 when learned).
+pub const MEMBERSHIP_AGE: &str = "ewma_balancer_membership_age_ms";
+/// Per endpoint: 1 when picks may choose it, 0 when Envoy's balancers would not use it.
+pub const USABLE: &str = "ewma_balancer_usable";
+
+/// The metric name carrying a `cluster` tag only.
+pub fn cluster_metric_name(metric: &str, cluster: &str) -> String {
+    format!("cluster=.={};.;{metric}", tag_value(cluster))
+}
+
+/// The ids of one cluster's membership gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterMetricIds {
+    pub known: Option<u32>,
+    pub usable: Option<u32>,
+    pub admin: Option<u32>,
+    pub age: Option<u32>,
+}
+
+impl ClusterMetricIds {
+    pub fn define(metrics: &mut dyn Metrics, cluster: &str) -> Self {
+        let mut def =
+            |metric| metrics.define(MetricKind::Gauge, &cluster_metric_name(metric, cluster));
+        Self {
+            known: def(MEMBERS_KNOWN),
+            usable: def(MEMBERS_USABLE),
+            admin: def(MEMBERSHIP_ADMIN),
+            age: def(MEMBERSHIP_AGE),
+        }
+    }
+
+    /// Sets the gauges: endpoints known and usable, whether the membership is the admin
+    /// interface's, and its age in milliseconds.
+    pub fn record(
+        &self,
+        metrics: &mut dyn Metrics,
+        known: usize,
+        usable: usize,
+        admin_age_ms: Option<u64>,
+    ) {
+        let values = [
+            (self.known, u64::try_from(known).unwrap_or(u64::MAX)),
+            (self.usable, u64::try_from(usable).unwrap_or(u64::MAX)),
+            (self.admin, u64::from(admin_age_ms.is_some())),
+            (self.age, admin_age_ms.unwrap_or(0)),
+        ];
+        for (id, value) in values {
+            if let Some(id) = id {
+                metrics.record(id, value);
+            }
+        }
+    }
+}
+
 /// The metric name carrying `cluster` and `endpoint` tags.
 pub fn endpoint_metric_name(metric: &str, cluster: &str, endpoint: &str) -> String {
     format!(
@@ -73,6 +133,7 @@ pub struct EndpointMetricIds {
     pub latency: Option<u32>,
     pub ewma: Option<u32>,
     pub pending: Option<u32>,
+    pub usable: Option<u32>,
 }
 
 impl EndpointMetricIds {
@@ -85,6 +146,7 @@ impl EndpointMetricIds {
             latency: def(MetricKind::Histogram, LATENCY),
             ewma: def(MetricKind::Gauge, EWMA),
             pending: def(MetricKind::Gauge, PENDING),
+            usable: def(MetricKind::Gauge, USABLE),
         }
     }
 }

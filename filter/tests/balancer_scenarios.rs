@@ -412,9 +412,11 @@ fn pending_counts_are_exact_across_two_workers() {
 #[test]
 fn shared_data_stays_bounded_while_endpoints_churn() {
     let store = MemoryStore::default();
+    // Learned membership: no admin keys (lease, registry, members) in shared data.
     let config = Config {
         max_endpoints: 16,
         endpoint_ttl: SEC,
+        admin_cluster: None,
         ..Config::default()
     };
     let mut w = Worker::new(config, 4);
@@ -517,8 +519,13 @@ impl SharedStore for CountingStore {
 #[test]
 fn completions_reach_shared_data_on_the_tick_in_one_write_per_endpoint() {
     let store = CountingStore::default();
-    let mut a = Worker::new(Config::default(), 1);
-    let mut b = Worker::new(Config::default(), 2);
+    // Learned membership: the tick writes records only (no lease).
+    let learned = Config {
+        admin_cluster: None,
+        ..Config::default()
+    };
+    let mut a = Worker::new(learned.clone(), 1);
+    let mut b = Worker::new(learned, 2);
     for (i, addr) in ["10.0.0.1:80", "10.0.0.2:80"].into_iter().enumerate() {
         a.complete(&store, None, Some(addr), MS, Outcome::Success, i as Nanos);
     }

@@ -23,6 +23,8 @@ pub const NOT_FOUND: Status = 1;
 pub const CAS_MISMATCH: Status = 8;
 
 pub const REQUEST_HEADERS: u32 = 0;
+pub const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+pub const HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub const PLUGIN_CONFIGURATION: u32 = 7;
 
 #[link(wasm_import_module = "env")]

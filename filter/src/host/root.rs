@@ -6,10 +6,12 @@ use super::adapters::{follow_host_log_level, now, property_text, HostMetrics, Ho
 use super::request::{PassThrough, Request};
 use super::worker::Worker;
 use crate::config::Config;
+use crate::membership::MAX_ANSWER_BYTES;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Shared-data key prefix when the host does not tell us the plugin's name.
 const DEFAULT_PREFIX: &str = "ewma-balancer";
@@ -17,6 +19,8 @@ const DEFAULT_PREFIX: &str = "ewma-balancer";
 pub struct Root {
     context_id: u32,
     worker: Option<Rc<RefCell<Worker>>>,
+    /// The token of the membership request in flight.
+    fetch_token: Option<u32>,
 }
 
 impl Root {
@@ -24,11 +28,45 @@ impl Root {
         Self {
             context_id,
             worker: None,
+            fetch_token: None,
         }
     }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if self.fetch_token != Some(token_id) {
+            return;
+        }
+        self.fetch_token = None;
+        let Some(worker) = &self.worker else { return };
+        let Ok(mut w) = worker.try_borrow_mut() else {
+            return;
+        };
+        // No `:status`: Envoy gives none when the call failed (reset, timeout).
+        let status = abi::header(abi::HTTP_CALL_RESPONSE_HEADERS, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok());
+        // An answer over the bound is not even read: the core refuses it by its size.
+        let body = if body_size > MAX_ANSWER_BYTES {
+            Vec::new()
+        } else {
+            abi::buffer(abi::HTTP_CALL_RESPONSE_BODY)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        w.balancer
+            .membership_answer(&HostStore, status, body_size, &body, now());
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -52,8 +90,29 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let Some(worker) = &self.worker else { return };
-        if let Ok(mut w) = worker.try_borrow_mut() {
-            w.balancer.tick(&HostStore, &mut HostMetrics, now());
+        let Ok(mut w) = worker.try_borrow_mut() else {
+            return;
+        };
+        let Some(request) = w.balancer.tick(&HostStore, &mut HostMetrics, now()) else {
+            return;
+        };
+        // The SDK's dispatch registers the call, so that its answer reaches
+        // `on_http_call_response` (an unregistered token would make the SDK panic).
+        // Envoy answers BadArgument for a cluster that does not exist.
+        let sent = proxy_wasm::hostcalls::dispatch_http_call(
+            &request.cluster,
+            vec![
+                (":method", "GET"),
+                (":path", &request.path),
+                (":authority", "envoy-admin"),
+            ],
+            None,
+            vec![],
+            Duration::from_millis(u64::from(request.timeout_ms)),
+        );
+        match sent {
+            Ok(token) => self.fetch_token = Some(token),
+            Err(_) => w.balancer.membership_cannot_send(),
         }
     }
 

@@ -9,7 +9,8 @@ use std::{fs, path::Path};
 
 use e2e::repo_root;
 use ewma_balancer::metrics::{
-    CLUSTERS_OVER_LIMIT, DECISIONS, EWMA, FAILURES, LATENCY, PENDING, REQUESTS,
+    CLUSTERS_OVER_LIMIT, DECISIONS, EWMA, FAILURES, LATENCY, MEMBERSHIP_ADMIN, MEMBERSHIP_AGE,
+    MEMBERS_KNOWN, MEMBERS_USABLE, PENDING, REQUESTS, USABLE,
 };
 
 /// Every Prometheus series name the filter's metrics produce.
@@ -369,6 +370,11 @@ fn the_istio_proxy_config_includes_and_tags_every_metric() {
         PENDING,
         DECISIONS,
         CLUSTERS_OVER_LIMIT,
+        USABLE,
+        MEMBERS_KNOWN,
+        MEMBERS_USABLE,
+        MEMBERSHIP_ADMIN,
+        MEMBERSHIP_AGE,
     ] {
         assert!(
             text.contains(&format!("- {name}\n")),
@@ -401,6 +407,11 @@ fn the_readme_documents_every_metric() {
         PENDING,
         DECISIONS,
         CLUSTERS_OVER_LIMIT,
+        USABLE,
+        MEMBERS_KNOWN,
+        MEMBERS_USABLE,
+        MEMBERSHIP_ADMIN,
+        MEMBERSHIP_AGE,
     ] {
         assert!(
             readme.contains(&format!("`{name}`")),
