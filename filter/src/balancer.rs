@@ -175,11 +175,25 @@ impl Balancer {
         if !admin {
             // Learned membership: bursts of fallback picks discover the cluster, and a
             // small budget keeps exploring at random.
-            if view.discovery.take(max_endpoints, now)
+            if view
+                .discovery
+                .take(max_endpoints, view.endpoints.len(), now)
                 || (explore_ratio > 0.0 && rng.unit() < explore_ratio)
             {
                 view.decisions.explores += 1;
                 return Decision::Fallback(FallbackReason::Exploring);
+            }
+        }
+        if let Some(first) = view.next_unsampled() {
+            if let Some(endpoint) = view.endpoints.get_mut(first) {
+                view.decisions.overrides += 1;
+                endpoint.unflushed_pending += 1;
+                endpoint.picks = endpoint.picks.wrapping_add(1);
+                return Decision::Override(Pick {
+                    addr: Rc::clone(&endpoint.addr),
+                    verify: true,
+                    probe: false,
+                });
             }
         }
         let (a, b) = match pick_two(n, rng) {

@@ -210,6 +210,11 @@ pub struct ClusterView {
     pub decisions: DecisionCounters,
     /// Positions of the endpoints picks choose among.
     pub usable: Vec<usize>,
+    /// Usable endpoints that never completed a request (members the admin interface
+    /// reported), as of the last rebuild: while there are any, picks look for one.
+    pub unsampled: usize,
+    /// Where the next look for an unsampled endpoint starts (in `usable`).
+    cursor: usize,
     /// Where the membership came from at the last tick.
     pub source: Source,
     /// Discovery bursts, in learned mode (see [`Discovery`]).
@@ -240,6 +245,9 @@ pub struct Discovery {
     pub seen: crate::fx_map::FxSet<String>,
     /// Whether the current burst found an endpoint the view did not know.
     found_new: bool,
+    /// Fallback picks whose completion has not come back yet (so that a burst does not
+    /// run far ahead of what it learns).
+    in_flight: u32,
     /// When the next burst starts.
     pub next_at: Nanos,
     /// Bursts in a row that found nothing new (each doubles the wait).
@@ -260,15 +268,19 @@ impl Discovery {
     }
 
     /// Whether the next pick belongs to a burst (starting one if it is time); counts it.
-    pub fn take(&mut self, max: u16, now: Nanos) -> bool {
+    /// A burst runs at most `known + 2` picks ahead of its completions: enough to go
+    /// round a cluster it knows, and to find a few more at a time.
+    pub fn take(&mut self, max: u16, known: usize, now: Nanos) -> bool {
         if self.left == 0 && self.next_at > 0 && now >= self.next_at {
             self.left = u32::from(max);
             self.seen.clear();
             self.found_new = false;
         }
-        if self.left == 0 {
+        let ahead = u32::try_from(known).unwrap_or(u32::MAX).saturating_add(2);
+        if self.left == 0 || self.in_flight >= ahead {
             return false;
         }
+        self.in_flight = self.in_flight.saturating_add(1);
         self.left -= 1;
         if self.left == 0 {
             self.end(now);
@@ -279,6 +291,7 @@ impl Discovery {
     /// A fallback pick's completion named `addr`; `known` says whether the view knew it
     /// before. The burst ends at the first repeat: the fallback has been round.
     pub fn saw(&mut self, addr: &str, known: bool, now: Nanos) {
+        self.in_flight = self.in_flight.saturating_sub(1);
         if self.left == 0 {
             return;
         }
@@ -313,6 +326,8 @@ impl ClusterView {
             missing: Vec::new(),
             decisions: DecisionCounters::default(),
             usable: Vec::new(),
+            unsampled: 0,
+            cursor: 0,
             source: Source::Learned,
             discovery: Discovery::start(max_slots),
             metric_ids: None,
@@ -329,6 +344,45 @@ impl ClusterView {
                 .filter(|(_, e)| e.usable)
                 .map(|(i, _)| i),
         );
+        self.unsampled = self
+            .usable
+            .iter()
+            .filter_map(|&i| self.endpoints.get(i))
+            .filter(|e| e.record.requests == 0)
+            .count();
+    }
+
+    /// A usable endpoint that never completed a request and has nothing in flight from
+    /// this worker, taken in turn: it gets the next call, as Finagle gives an endpoint
+    /// without history its first call (one at a time), so that every member is tried
+    /// within as many calls as there are members, whatever the rate.
+    pub fn next_unsampled(&mut self) -> Option<usize> {
+        if self.unsampled == 0 {
+            return None;
+        }
+        let n = self.usable.len();
+        for step in 0..n {
+            let i = (self.cursor + step) % n;
+            let Some(&position) = self.usable.get(i) else {
+                continue;
+            };
+            if self
+                .endpoints
+                .get(position)
+                .is_some_and(|e| e.record.requests == 0 && e.unflushed_pending <= 0)
+            {
+                self.cursor = i + 1;
+                return Some(position);
+            }
+        }
+        // All of them have a call in flight: recount, so that sampled ones stop the look.
+        self.unsampled = self
+            .usable
+            .iter()
+            .filter_map(|&i| self.endpoints.get(i))
+            .filter(|e| e.record.requests == 0)
+            .count();
+        None
     }
 
     /// Takes the membership Envoy's admin interface gave, if fresh (read at most

@@ -115,11 +115,13 @@ impl Fetcher {
     /// refresh intervals is given up (Envoy's own timeout should have answered).
     pub fn due(&mut self, store: &dyn SharedStore, now: Nanos) -> Option<FetchRequest> {
         let admin_cluster = self.admin_cluster.as_ref()?;
-        if self.state == FetchState::NoAdminCluster {
-            return None;
-        }
         let ttl = self.refresh.saturating_mul(3);
         if !crate::lease::hold(store, &lease_key(&self.prefix), self.me, now, ttl) {
+            return None;
+        }
+        // The holder keeps the lease even when the admin cluster is missing, so that no
+        // other worker tries (and warns) again while it lives.
+        if self.state == FetchState::NoAdminCluster {
             return None;
         }
         if let Some((sent, _)) = &self.in_flight {

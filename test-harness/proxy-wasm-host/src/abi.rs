@@ -11,7 +11,7 @@ use wasmtime::{bail, format_err, Result};
 use wasmtime::{Caller, Linker, Memory};
 
 use super::env::{MetricType, Status};
-use super::state::{deserialize_map, serialize_map, LogLine, VmState};
+use super::state::{deserialize_map, serialize_map, HttpCall, LogLine, VmState};
 
 /// Every (module, name) this host implements.
 pub const KNOWN_IMPORTS: &[(&str, &str)] = &[
@@ -167,6 +167,10 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          -> Result<i32> {
             c.data_mut().count("proxy_get_buffer_bytes");
             let buffer = match kind {
+                4 => match &c.data().http_response {
+                    Some((_, body)) => body.clone(),
+                    None => return Ok(Status::NotFound as i32),
+                },
                 6 => c.data().vm_config.clone(),
                 7 => c.data().plugin_config.clone(),
                 _ => return Ok(Status::NotFound as i32),
@@ -451,17 +455,37 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_http_call",
         |mut c: C<'_>,
-         _a: i32,
-         _b: i32,
-         _k2: i32,
-         _d: i32,
-         _e: i32,
-         _f: i32,
-         _g: i32,
-         _h: i32,
-         _i: i32,
-         _j: i32|
-         -> i32 { unsupported(&mut c, "proxy_http_call") },
+         up: i32,
+         up_len: i32,
+         hp: i32,
+         hl: i32,
+         _bp: i32,
+         _bl: i32,
+         _tp: i32,
+         _tl: i32,
+         timeout: i32,
+         token_ptr: i32|
+         -> Result<i32> {
+            c.data_mut().count("proxy_http_call");
+            let upstream = text(&read(&mut c, up, up_len)?);
+            // Envoy: a cluster it does not have is BadArgument.
+            if !c.data().upstreams.contains(&upstream) {
+                return Ok(Status::BadArgument as i32);
+            }
+            let Some(headers) = deserialize_map(&read(&mut c, hp, hl)?) else {
+                return Ok(Status::BadArgument as i32);
+            };
+            let token = c.data().next_token;
+            c.data_mut().next_token = token.wrapping_add(1).max(1);
+            c.data_mut().http_calls.push(HttpCall {
+                token,
+                upstream,
+                headers,
+                timeout_ms: timeout as u32,
+            });
+            write_u32(&mut c, token_ptr, token)?;
+            Ok(Status::Ok as i32)
+        },
     )?;
     linker.func_wrap(
         "env",
@@ -524,7 +548,9 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         |mut c: C<'_>, id: i32| -> i32 {
             c.data_mut().count("proxy_set_effective_context");
             let id = id as u32;
-            if id == 0 || c.data().streams.contains_key(&id) {
+            // The root context (as Envoy: callbacks such as an HTTP call's answer are
+            // delivered to it) or a stream.
+            if id == 0 || id == super::vm::ROOT_CONTEXT || c.data().streams.contains_key(&id) {
                 c.data_mut().current = id;
                 Status::Ok as i32
             } else {

@@ -40,6 +40,10 @@ pub struct Endpoint {
     pub addr: String,
     latency: Behaviour<Duration>,
     reply: Behaviour<Reply>,
+    /// Its EDS health status (`HEALTHY`, `UNHEALTHY`, `DRAINING`, …) or an admin health
+    /// flag (`failed_outlier_check`) at a time: what Envoy's admin interface reports, and
+    /// what its round robin fallback skips when not healthy.
+    health: Behaviour<&'static str>,
     joins: Nanos,
     leaves: Option<Nanos>,
 }
@@ -50,6 +54,7 @@ impl Endpoint {
             addr: addr.into(),
             latency: Box::new(move |_| latency),
             reply: Box::new(|_| Reply::Ok),
+            health: Box::new(|_| "HEALTHY"),
             joins: 0,
             leaves: None,
         }
@@ -67,6 +72,15 @@ impl Endpoint {
 
     pub fn always(self, reply: Reply) -> Self {
         self.reply_fn(move |_| reply)
+    }
+
+    pub fn health_fn(mut self, f: impl Fn(Nanos) -> &'static str + 'static) -> Self {
+        self.health = Box::new(f);
+        self
+    }
+
+    fn healthy_at(&self, t: Nanos) -> bool {
+        (self.health)(t) == "HEALTHY"
     }
 
     pub fn joins_at(mut self, t: Duration) -> Self {
@@ -100,6 +114,9 @@ pub struct Scenario {
     pub client_headers: Vec<(String, String)>,
     /// The clock the VMs see for a scenario time (default: `EPOCH + t`).
     pub clock: Box<dyn Fn(Nanos) -> Nanos>,
+    /// The cluster to Envoy's admin interface, if the simulated Envoy has one: HTTP calls
+    /// to it are answered at once with the scenario's members as `/clusters?format=json`.
+    pub admin_cluster: Option<String>,
 }
 
 impl Scenario {
@@ -115,6 +132,7 @@ impl Scenario {
             override_header: "x-ewma-balancer-host".into(),
             client_headers: Vec::new(),
             clock: Box::new(|t| EPOCH + t),
+            admin_cluster: None,
         }
     }
 }
@@ -142,6 +160,10 @@ pub struct Run {
     pub measured: u64,
     pub tick_cost: Cost,
     pub ticks: u64,
+    /// Admin membership requests answered, their bytes and what handling them cost.
+    pub admin_calls: u64,
+    pub admin_bytes: u64,
+    pub admin_cost: Cost,
     pub vms: Vec<Vm>,
 }
 
@@ -177,10 +199,12 @@ impl Scenario {
     pub fn run(&self, host: &WasmHost) -> Result<Run> {
         // Workers start a few microseconds apart, as Envoy's do (the filter seeds its
         // random choices from the time it is configured).
+        let mut options = self.options.clone();
+        options.upstreams.extend(self.admin_cluster.clone());
         let mut vms = (0..self.workers.max(1))
             .map(|w| {
                 host.set_now((self.clock)(0) + w as Nanos * 7_919);
-                host.vm(&self.options)
+                host.vm(&options)
             })
             .collect::<Result<Vec<_>>>()?;
         host.set_now((self.clock)(0));
@@ -210,9 +234,13 @@ impl Scenario {
             measured: 0,
             tick_cost: Cost::default(),
             ticks: 0,
+            admin_calls: 0,
+            admin_bytes: 0,
+            admin_cost: Cost::default(),
             vms: Vec::new(),
         };
-        let mut rr = 0usize;
+        // Envoy's round robin is per worker.
+        let mut rr = vec![0usize; vms.len()];
         let mut arrived = 0usize;
         loop {
             let arrival = (arrived < self.requests).then(|| arrived as Nanos * interval);
@@ -234,6 +262,16 @@ impl Scenario {
                         run.tick_cost += vm.tick()?;
                         run.ticks += 1;
                         next_tick[w] = vm.tick_period().map(|p| due + p.as_nanos() as Nanos);
+                        for call in vm.take_http_calls() {
+                            let answer = self.admin_answer(t);
+                            run.admin_calls += 1;
+                            run.admin_bytes += answer.len() as u64;
+                            run.admin_cost += vm.http_call_response(
+                                call.token,
+                                headers(&[(":status", "200")]),
+                                answer,
+                            )?;
+                        }
                     }
                 }
                 continue;
@@ -290,10 +328,21 @@ impl Scenario {
                         .find(|&i| self.endpoints[i].addr == h.trim())
                 })
             });
+            // The fallback skips hosts that are not healthy (all of them when none is).
+            let healthy: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&i| self.endpoints[i].healthy_at(t))
+                .collect();
+            let pool = if healthy.is_empty() {
+                &members
+            } else {
+                &healthy
+            };
             let target = by_header.or_else(|| {
-                (!members.is_empty()).then(|| {
-                    rr += 1;
-                    members[rr % members.len()]
+                (!pool.is_empty()).then(|| {
+                    rr[worker] += 1;
+                    pool[rr[worker] % pool.len()]
                 })
             });
             let (endpoint, reply, latency) = match target {
@@ -334,6 +383,40 @@ impl Scenario {
             }));
         }
         Ok(run)
+    }
+}
+
+impl Scenario {
+    /// `/clusters?format=json` as Envoy 1.40 answers it for the scenario's cluster at
+    /// scenario time `t`: each member's address, weight 1 and health (an EDS status, or
+    /// a health flag such as `failed_outlier_check`), and a few of the stats each host
+    /// carries (the answer's size matters: about 900 bytes per host in Envoy).
+    fn admin_answer(&self, t: Nanos) -> Vec<u8> {
+        let hosts: Vec<String> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.member_at(t))
+            .map(|e| {
+                let (ip, port) = e.addr.rsplit_once(':').unwrap_or((&e.addr, "0"));
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                let health = match (e.health)(t) {
+                    flag @ ("failed_outlier_check" | "failed_active_health_check") => {
+                        format!(r#"{{"eds_health_status":"HEALTHY","{flag}":true}}"#)
+                    }
+                    eds => format!(r#"{{"eds_health_status":"{eds}"}}"#),
+                };
+                format!(
+                    r#"{{"address":{{"socket_address":{{"address":"{ip}","port_value":{port}}}}},"stats":[{{"name":"cx_connect_fail"}},{{"name":"cx_total","value":"3"}},{{"name":"rq_error"}},{{"name":"rq_success","value":"120"}},{{"name":"rq_timeout"}},{{"name":"rq_total","value":"120"}},{{"type":"GAUGE","name":"cx_active","value":"1"}},{{"type":"GAUGE","name":"rq_active"}},{{"type":"GAUGE","name":"rq_pending_active"}}],"health_status":{health},"weight":1,"locality":{{}}}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"cluster_statuses":[{{"name":"{}","host_statuses":[{}],"observability_name":"{}"}}]}}"#,
+            self.cluster,
+            hosts.join(","),
+            self.cluster
+        )
+        .into_bytes()
     }
 }
 

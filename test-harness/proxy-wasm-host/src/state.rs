@@ -47,9 +47,35 @@ pub struct VmState {
     pub current: u32,
     pub hostcalls: u64,
     pub hostcalls_by_name: BTreeMap<&'static str, u64>,
-    /// Calls this host answers as Envoy does without a matching upstream (http_call,
-    /// grpc_call, …): recorded so a test can assert the filter never makes them.
+    /// Calls this host answers as Envoy does without a matching upstream (grpc_call,
+    /// …): recorded so a test can assert the filter never makes them.
     pub unsupported_calls: Vec<&'static str>,
+    /// Clusters an HTTP call may go to (Envoy answers BadArgument for any other).
+    pub upstreams: Vec<String>,
+    /// HTTP calls made and not answered yet.
+    pub http_calls: Vec<HttpCall>,
+    pub next_token: u32,
+    /// The answer being delivered (during `proxy_on_http_call_response`).
+    pub http_response: Option<(HeaderMap, Vec<u8>)>,
+}
+
+/// An HTTP call a module made (`proxy_http_call`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCall {
+    pub token: u32,
+    pub upstream: String,
+    pub headers: HeaderMap,
+    pub timeout_ms: u32,
+}
+
+impl HttpCall {
+    /// A request header's value as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name.as_bytes())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
 }
 
 impl VmState {
@@ -67,6 +93,10 @@ impl VmState {
             hostcalls: 0,
             hostcalls_by_name: BTreeMap::new(),
             unsupported_calls: Vec::new(),
+            upstreams: Vec::new(),
+            http_calls: Vec::new(),
+            next_token: 1,
+            http_response: None,
         }
     }
 
@@ -76,6 +106,10 @@ impl VmState {
     }
 
     pub fn map(&mut self, map_type: i32) -> Option<&mut HeaderMap> {
+        // HTTP call response headers (6) belong to the answer being delivered.
+        if map_type == 6 {
+            return self.http_response.as_mut().map(|(h, _)| h);
+        }
         let stream = self.streams.get_mut(&self.current)?;
         stream.maps.get_mut(usize::try_from(map_type).ok()?)
     }

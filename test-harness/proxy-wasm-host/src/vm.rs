@@ -48,6 +48,8 @@ pub struct VmOptions {
     pub plugin_config: Vec<u8>,
     /// proxy-wasm log level the host reports (0 trace … 5 critical).
     pub log_level: i32,
+    /// Clusters the module may make HTTP calls to (Envoy refuses others).
+    pub upstreams: Vec<String>,
 }
 
 impl Default for VmOptions {
@@ -56,6 +58,7 @@ impl Default for VmOptions {
             plugin_name: "ewma-balancer".into(),
             plugin_config: Vec::new(),
             log_level: 2,
+            upstreams: Vec::new(),
         }
     }
 }
@@ -119,6 +122,7 @@ impl WasmHost {
         let mut state = VmState::new(Arc::clone(&self.env));
         state.plugin_config = options.plugin_config.clone();
         state.log_level = options.log_level;
+        state.upstreams = options.upstreams.clone();
         state.root_properties.insert(
             b"plugin_name".to_vec(),
             options.plugin_name.clone().into_bytes(),
@@ -164,6 +168,7 @@ struct Exports {
     on_vm_start: TypedFunc<(i32, i32), i32>,
     on_configure: TypedFunc<(i32, i32), i32>,
     on_tick: TypedFunc<i32, ()>,
+    on_http_call_response: TypedFunc<(i32, i32, i32, i32, i32), ()>,
     on_request_headers: TypedFunc<(i32, i32, i32), i32>,
     on_request_body: TypedFunc<(i32, i32, i32), i32>,
     on_response_headers: TypedFunc<(i32, i32, i32), i32>,
@@ -192,6 +197,7 @@ impl Exports {
             on_vm_start: get!("proxy_on_vm_start"),
             on_configure: get!("proxy_on_configure"),
             on_tick: get!("proxy_on_tick"),
+            on_http_call_response: get!("proxy_on_http_call_response"),
             on_request_headers: get!("proxy_on_request_headers"),
             on_request_body: get!("proxy_on_request_body"),
             on_response_headers: get!("proxy_on_response_headers"),
@@ -311,6 +317,31 @@ impl Vm {
         if let Some(s) = self.store.data_mut().streams.get_mut(&ctx) {
             s.properties.insert(property_path(path), value);
         }
+    }
+
+    /// The HTTP calls the module made and that have not been answered, oldest first.
+    pub fn take_http_calls(&mut self) -> Vec<super::state::HttpCall> {
+        std::mem::take(&mut self.store.data_mut().http_calls)
+    }
+
+    /// Delivers the answer to HTTP call `token` (`proxy_on_http_call_response` on the
+    /// root context): `headers` (with `:status`, or empty for a call that failed) and
+    /// `body`.
+    pub fn http_call_response(
+        &mut self,
+        token: u32,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Cost> {
+        let (n, size) = (headers.len() as i32, body.len() as i32);
+        self.store.data_mut().http_response = Some((headers, body));
+        let ex = self.exports.clone();
+        let result = self.call("proxy_on_http_call_response", 0, |s| {
+            ex.on_http_call_response
+                .call(s, (ROOT_CONTEXT as i32, token as i32, n, size, 0))
+        });
+        self.store.data_mut().http_response = None;
+        Ok(result?.1)
     }
 
     /// Runs `proxy_on_request_body` for a body of `size` bytes (the request's whole

@@ -7,9 +7,11 @@ use super::window::EndpointStat;
 const GAP: &str = "   ";
 
 /// The table: a header and one row per endpoint. A `CLUSTER` column comes first
-/// when the rows span more than one cluster.
+/// when the rows span more than one cluster, and a `STATE` column last when an
+/// endpoint is `unusable` or `unsampled`.
 pub fn table(rows: &[EndpointStat]) -> String {
     let several_clusters = rows.windows(2).any(|w| w[0].cluster != w[1].cluster);
+    let states = rows.iter().any(|r| r.state != "ok");
     let mut header = vec![
         "ENDPOINT",
         "SUCCESS",
@@ -21,6 +23,9 @@ pub fn table(rows: &[EndpointStat]) -> String {
         "PENDING",
         "SHARE",
     ];
+    if states {
+        header.push("STATE");
+    }
     // Left-aligned name columns; the rest are right-aligned numbers.
     let mut names = 1;
     if several_clusters {
@@ -41,6 +46,9 @@ pub fn table(rows: &[EndpointStat]) -> String {
                 .map_or_else(|| "-".to_owned(), |p| p.to_string()),
             percent(row.share),
         ];
+        if states {
+            line.push(row.state.to_owned());
+        }
         if several_clusters {
             line.insert(0, row.cluster.clone());
         }
@@ -62,7 +70,8 @@ pub fn table(rows: &[EndpointStat]) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(column, (cell, &width))| {
-                if column < names {
+                // Names, and the STATE word, are left-aligned.
+                if column < names || (states && column + 1 == widths.len()) {
                     format!("{cell:<width$}")
                 } else {
                     format!("{cell:>width$}")
@@ -111,6 +120,7 @@ mod tests {
             ewma_ms: Some(16.815),
             pending: Some(2),
             share: Some(0.649_378),
+            state: "ok",
         }
     }
 
@@ -158,6 +168,27 @@ ENDPOINT          SUCCESS        RPS   LATENCY_P50   LATENCY_P95   LATENCY_P99  
     }
 
     #[test]
+    fn unusable_or_unsampled_endpoints_add_a_state_column() {
+        let rows = [
+            row("greeter", "127.0.0.1:51051"),
+            EndpointStat {
+                state: "unusable",
+                ..idle("greeter", "127.0.0.1:51052")
+            },
+            EndpointStat {
+                state: "unsampled",
+                ..idle("greeter", "127.0.0.1:51053")
+            },
+        ];
+        let table = table(&rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("SHARE   STATE"), "{table}");
+        assert!(lines[1].ends_with("64.94%   ok"), "{table}");
+        assert!(lines[2].ends_with("-   unusable"), "{table}");
+        assert!(lines[3].ends_with("-   unsampled"), "{table}");
+    }
+
+    #[test]
     fn several_clusters_add_a_cluster_column() {
         let rows = [row("a", "10.0.0.1:80"), row("bb", "10.0.0.2:80")];
         let table = table(&rows);
@@ -195,7 +226,8 @@ ENDPOINT          SUCCESS        RPS   LATENCY_P50   LATENCY_P95   LATENCY_P99  
                 "latency_p99_ms": 1.535,
                 "ewma_ms": 16.815,
                 "pending": 2,
-                "share": 0.649378
+                "share": 0.649378,
+                "state": "ok"
             })
         );
         assert_eq!(value[1]["success_rate"], serde_json::Value::Null);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use ewma_balancer::metrics::{EWMA, FAILURES, LATENCY, PENDING, REQUESTS};
+use ewma_balancer::metrics::{EWMA, FAILURES, LATENCY, PENDING, REQUESTS, USABLE};
 
 use super::{
     histogram::Buckets,
@@ -30,6 +30,8 @@ pub struct EndpointSeries {
     pub ewma_us: Option<f64>,
     /// `ewma_balancer_pending`.
     pub pending: Option<f64>,
+    /// `ewma_balancer_usable`: 0 when Envoy's balancers would not use the endpoint.
+    pub usable: Option<f64>,
 }
 
 /// Per-endpoint series of one scrape.
@@ -47,8 +49,9 @@ impl Snapshot {
     /// without `cluster` and `endpoint` labels are ignored.
     pub fn parse(text: &str) -> Result<Self, String> {
         let bucket = format!("{LATENCY}_bucket");
-        let wanted =
-            |name: &str| [REQUESTS, FAILURES, EWMA, PENDING].contains(&name) || name == bucket;
+        let wanted = |name: &str| {
+            [REQUESTS, FAILURES, EWMA, PENDING, USABLE].contains(&name) || name == bucket
+        };
         let mut snapshot = Snapshot {
             untagged: sample_names(text).any(|name| name != REQUESTS && name.ends_with(REQUESTS)),
             ..Snapshot::default()
@@ -72,6 +75,7 @@ impl Snapshot {
                 REQUESTS => &mut series.requests,
                 FAILURES => &mut series.failures,
                 EWMA => &mut series.ewma_us,
+                USABLE => &mut series.usable,
                 _ => &mut series.pending,
             };
             *slot = Some(sample.value);

@@ -30,6 +30,10 @@ pub struct EndpointStat {
     /// This endpoint's share of its cluster's requests in the window (0..=1);
     /// `None` if the cluster had none.
     pub share: Option<f64>,
+    /// `ok`; `unusable` when Envoy's balancers would not use it (unhealthy, ejected,
+    /// draining: the filter names it no more); `unsampled` when it never completed a
+    /// request (a member the admin interface reported, not tried yet).
+    pub state: &'static str,
 }
 
 /// The rows for every endpoint of `after`, sorted by cluster and endpoint, over
@@ -73,6 +77,13 @@ pub fn endpoint_stats(before: &Snapshot, after: &Snapshot, elapsed: Duration) ->
             ewma_ms: now.ewma_us.map(|us| us / 1_000.0),
             pending: now.pending.map(|p| p.max(0.0).round() as u64),
             share: None,
+            state: if now.usable == Some(0.0) {
+                "unusable"
+            } else if requests_now == 0.0 {
+                "unsampled"
+            } else {
+                "ok"
+            },
         };
         rows.push((stat, requests));
     }
@@ -107,7 +118,9 @@ fn counter_delta(then: Option<f64>, now: f64) -> f64 {
 }
 
 fn forgotten(series: &EndpointSeries) -> bool {
-    series.ewma_us == Some(0.0) && series.pending.is_none_or(|p| p == 0.0)
+    series.ewma_us == Some(0.0)
+        && series.pending.is_none_or(|p| p == 0.0)
+        && series.usable.is_none_or(|u| u == 0.0)
 }
 
 /// Sorts `IP:port` endpoints by address (so `:9000` comes before `:50051`),
