@@ -184,7 +184,8 @@ impl Balancer {
                 return Decision::Fallback(FallbackReason::Exploring);
             }
         }
-        if let Some(first) = view.next_unsampled() {
+        let start = if view.unsampled > 0 { rng.below(n) } else { 0 };
+        if let Some(first) = view.next_unsampled(start) {
             if let Some(endpoint) = view.endpoints.get_mut(first) {
                 view.decisions.overrides += 1;
                 endpoint.unflushed_pending += 1;

@@ -213,8 +213,6 @@ pub struct ClusterView {
     /// Usable endpoints that never completed a request (members the admin interface
     /// reported), as of the last rebuild: while there are any, picks look for one.
     pub unsampled: usize,
-    /// Where the next look for an unsampled endpoint starts (in `usable`).
-    cursor: usize,
     /// Where the membership came from at the last tick.
     pub source: Source,
     /// Discovery bursts, in learned mode (see [`Discovery`]).
@@ -327,7 +325,6 @@ impl ClusterView {
             decisions: DecisionCounters::default(),
             usable: Vec::new(),
             unsampled: 0,
-            cursor: 0,
             source: Source::Learned,
             discovery: Discovery::start(max_slots),
             metric_ids: None,
@@ -353,16 +350,18 @@ impl ClusterView {
     }
 
     /// A usable endpoint that never completed a request and has nothing in flight from
-    /// this worker, taken in turn: it gets the next call, as Finagle gives an endpoint
-    /// without history its first call (one at a time), so that every member is tried
-    /// within as many calls as there are members, whatever the rate.
-    pub fn next_unsampled(&mut self) -> Option<usize> {
+    /// this worker, the first such after `start` (a random place, so that workers, which
+    /// see each other's first calls only on the tick, seldom try the same one): it gets
+    /// the next call, as Finagle gives an endpoint without history its first call, one
+    /// at a time. Every member is then tried within about as many calls as there are
+    /// members, whatever the rate.
+    pub fn next_unsampled(&mut self, start: usize) -> Option<usize> {
         if self.unsampled == 0 {
             return None;
         }
         let n = self.usable.len();
         for step in 0..n {
-            let i = (self.cursor + step) % n;
+            let i = (start + step) % n;
             let Some(&position) = self.usable.get(i) else {
                 continue;
             };
@@ -371,7 +370,6 @@ impl ClusterView {
                 .get(position)
                 .is_some_and(|e| e.record.requests == 0 && e.unflushed_pending <= 0)
             {
-                self.cursor = i + 1;
                 return Some(position);
             }
         }

@@ -428,6 +428,15 @@ impl World {
                 .strip_prefix(PREFIX)
                 .and_then(|k| k.strip_prefix('|'))
                 .unwrap_or_else(|| panic!("key {key:?} without the prefix"));
+            if let Some(what) = rest.strip_prefix("membership|") {
+                // The registry of balanced clusters (written when a worker first
+                // balances one) and the fetcher's lease; nothing here fetches members.
+                assert!(
+                    what == "clusters" || what == "lease",
+                    "membership key {key:?}"
+                );
+                continue;
+            }
             let (cluster, last) = rest.rsplit_once('|').expect("cluster|slot");
             assert!(
                 self.written.contains(cluster),
