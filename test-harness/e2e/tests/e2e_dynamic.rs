@@ -8,50 +8,13 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use e2e::{eventually, fixed_ports_lock, repo_root, EnvoyOptions, EnvoyProcess, Greeter};
+use e2e::{eventually, fixed_ports_lock, EnvoyOptions, EnvoyProcess, Greeter};
 use ewma_balancer::invalid_configs::INVALID_CONFIGS;
 
 const FOURTH: &str = "127.0.0.1:50054";
-
-/// A copy of envoy-configs/dynamic under target/, with its paths pointing at the copy.
-fn dynamic_copy(name: &str) -> PathBuf {
-    let source = repo_root().join("envoy-configs/dynamic");
-    let dir = repo_root().join("target/e2e-dynamic").join(name);
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(dir.join("endpoints")).unwrap();
-    for file in [
-        "envoy.yaml",
-        "lds.yaml",
-        "cds.yaml",
-        "endpoints/greeter.yaml",
-    ] {
-        let text = fs::read_to_string(source.join(file)).unwrap();
-        let text = text.replace("envoy-configs/dynamic", &dir.display().to_string());
-        fs::write(dir.join(file), text).unwrap();
-    }
-    dir
-}
-
-fn scale(dir: &Path, ports: &str) {
-    let status = Command::new(repo_root().join("scripts/scale-greeter.sh"))
-        .arg(ports)
-        .env("DYNAMIC_DIR", dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "scale-greeter.sh {ports}");
-}
-
-/// Writes `text` beside `path` and renames it over `path`, as a control plane would.
-fn replace_file(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text).unwrap();
-    fs::rename(&tmp, path).unwrap();
-}
 
 /// Under load: a fourth backend written into the endpoints file gets traffic within
 /// seconds; a backend removed from the file and then stopped costs no failed call.

@@ -102,6 +102,17 @@ impl WasmHost {
         })
     }
 
+    /// The same compiled module in a new environment (shared data, clock, metrics): a
+    /// separate Envoy process, for runs that must not see each other's state.
+    pub fn fresh(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+            module: self.module.clone(),
+            linker: self.linker.clone(),
+            env: Arc::new(HostEnv::default()),
+        }
+    }
+
     pub fn env(&self) -> &Arc<HostEnv> {
         &self.env
     }

@@ -81,7 +81,8 @@ fn run_one(host: &WasmHost, n: usize, rate: u64, admin: bool) -> Result<Row, Str
     s.interval = Duration::from_nanos(SEC / rate);
     s.requests = usize::try_from(rate * 120).map_err(|e| e.to_string())?;
     s.admin_cluster = admin.then(|| "prometheus_stats".to_owned());
-    let run = s.run(host).map_err(|e| e.to_string())?;
+    // Each run in an Envoy of its own: shared data must not carry over.
+    let run = s.run(&host.fresh()).map_err(|e| e.to_string())?;
     Ok(summarize(
         &run, n, rate, admin, &unhealthy, &leaving, &joining,
     ))

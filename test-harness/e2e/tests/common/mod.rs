@@ -2,7 +2,9 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 pub use e2e::greeter_server;
@@ -237,3 +239,39 @@ pub fn filter_counter_by_endpoint(
         })
         .collect()
 }
+
+/// A copy of envoy-configs/dynamic under target/, with its paths pointing at the copy.
+pub fn dynamic_copy(name: &str) -> PathBuf {
+    let source = repo_root().join("envoy-configs/dynamic");
+    let dir = repo_root().join("target/e2e-dynamic").join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("endpoints")).unwrap();
+    for file in [
+        "envoy.yaml",
+        "lds.yaml",
+        "cds.yaml",
+        "endpoints/greeter.yaml",
+    ] {
+        let text = fs::read_to_string(source.join(file)).unwrap();
+        let text = text.replace("envoy-configs/dynamic", &dir.display().to_string());
+        fs::write(dir.join(file), text).unwrap();
+    }
+    dir
+}
+
+pub fn scale(dir: &Path, ports: &str) {
+    let status = Command::new(repo_root().join("scripts/scale-greeter.sh"))
+        .arg(ports)
+        .env("DYNAMIC_DIR", dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "scale-greeter.sh {ports}");
+}
+
+/// Writes `text` beside `path` and renames it over `path`, as a control plane would.
+pub fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
