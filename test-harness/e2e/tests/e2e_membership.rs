@@ -5,7 +5,7 @@
 //! leaves the filter in learned mode with no failed call. Each test runs on its own
 //! copy of the config directory, holds the fixed-ports lock and stops what it started.
 
-#![allow(clippy::unwrap_used, clippy::await_holding_lock)]
+#![allow(clippy::unwrap_used, clippy::panic, clippy::await_holding_lock)]
 
 mod common;
 
@@ -182,7 +182,10 @@ async fn endpoints_added_at_five_calls_a_second_are_each_served_within_four_seco
     );
     for (backend, first) in joined.iter().zip(&firsts) {
         let first = first.unwrap_or_else(|| panic!("{backend} never served"));
-        assert!(first <= 4.0, "{backend} first served {first} s after joining");
+        assert!(
+            first <= 4.0,
+            "{backend} first served {first} s after joining"
+        );
     }
     assert_eq!(tally.failed(), 0, "{:?}", tally.failures_by_code());
 }
@@ -199,8 +202,15 @@ async fn a_backend_ejected_by_outlier_detection_is_not_named_after_one_refresh()
     // backend after its first failure, so five would take many probes.
     let cds = dir.join("cds.yaml");
     let text = fs::read_to_string(&cds).unwrap();
-    assert!(text.contains("consecutive_5xx: 5"), "outlier_detection moved");
-    fs::write(&cds, text.replace("consecutive_5xx: 5", "consecutive_5xx: 2")).unwrap();
+    assert!(
+        text.contains("consecutive_5xx: 5"),
+        "outlier_detection moved"
+    );
+    fs::write(
+        &cds,
+        text.replace("consecutive_5xx: 5", "consecutive_5xx: 2"),
+    )
+    .unwrap();
     let mut backends = greeters(50051..=50052);
     backends.push(
         Greeter::on(50053)
@@ -212,7 +222,12 @@ async fn a_backend_ejected_by_outlier_detection_is_not_named_after_one_refresh()
 
     let started = Instant::now();
     let load = open_load(200.0, Duration::from_secs(9), STEP, &[]);
-    wait_for_health_flag(&envoy, THIRD, "failed_outlier_check", Duration::from_secs(6));
+    wait_for_health_flag(
+        &envoy,
+        THIRD,
+        "failed_outlier_check",
+        Duration::from_secs(6),
+    );
     backends[2].heal().unwrap();
     let ejected = started.elapsed().as_secs_f64();
     let (intervals, tally) = load.await.unwrap();
@@ -315,7 +330,10 @@ async fn an_admin_cluster_on_a_closed_port_leaves_learned_mode_with_no_failed_ca
     let text = fs::read_to_string(&lds).unwrap();
     fs::write(
         &lds,
-        text.replace(r#"value: "{}""#, r#"value: '{"adminCluster":"closed_admin"}'"#),
+        text.replace(
+            r#"value: "{}""#,
+            r#"value: '{"adminCluster":"closed_admin"}'"#,
+        ),
     )
     .unwrap();
     let _greeters = three_greeters(Duration::from_millis(0));
@@ -353,7 +371,10 @@ async fn an_admin_cluster_that_does_not_exist_gives_one_warning_and_learned_mode
     let text = fs::read_to_string(&lds).unwrap();
     fs::write(
         &lds,
-        text.replace(r#"value: "{}""#, r#"value: '{"adminCluster":"no_such_cluster"}'"#),
+        text.replace(
+            r#"value: "{}""#,
+            r#"value: '{"adminCluster":"no_such_cluster"}'"#,
+        ),
     )
     .unwrap();
     let _greeters = three_greeters(Duration::from_millis(0));

@@ -274,4 +274,3 @@ pub fn replace_file(path: &Path, text: &str) {
     fs::write(&tmp, text).unwrap();
     fs::rename(&tmp, path).unwrap();
 }
-
