@@ -33,8 +33,7 @@ use std::rc::Rc;
 /// its endpoints) and shared data one index key.
 pub const MAX_CLUSTERS: usize = 256;
 
-/// The first and then every `CHECK_EVERY`th pick of an endpoint (per worker) is
-/// verified: the host is asked which endpoint Envoy really used (`upstream.address`, a
+/// Every `CHECK_EVERY`th pick of an endpoint (per worker) is verified: the host is asked which endpoint Envoy really used (`upstream.address`, a
 /// dear property read). An endpoint that left the cluster is served by Envoy's fallback
 /// policy without error, so it is noticed within this many picks; the checks in between
 /// are skipped. Failed requests, probes and fallback decisions are always verified.
@@ -244,7 +243,7 @@ impl Balancer {
             view.decisions.overrides += 1;
         }
         endpoint.unflushed_pending += 1;
-        let verify = probe || endpoint.picks % CHECK_EVERY == 0;
+        let verify = probe || endpoint.picks % CHECK_EVERY == CHECK_EVERY - 1;
         endpoint.picks = endpoint.picks.wrapping_add(1);
         Decision::Override(Pick {
             addr: Rc::clone(&endpoint.addr),

@@ -411,10 +411,12 @@ impl ClusterView {
             fetched_at: members.fetched_at,
         };
         self.discovery.left = 0;
+        let all: crate::fx_map::FxSet<&str> =
+            members.members.iter().map(|m| m.addr.as_str()).collect();
         let gone: Vec<String> = self
             .endpoints
             .iter()
-            .filter(|e| !members.members.iter().any(|m| m.addr == e.record.addr))
+            .filter(|e| !all.contains(e.record.addr.as_str()))
             .map(|e| e.record.addr.clone())
             .collect();
         for addr in gone {
@@ -428,12 +430,20 @@ impl ClusterView {
             .usable()
             .map(|m| (m.addr.as_str(), m.weight))
             .collect();
-        let fair = self.fair_estimate(now, tuning);
-        for addr in usable.keys() {
-            if self.position(addr).is_none()
-                && self.learn_unsampled(store, metrics, addr, fair, now)
-            {
-                log::info!("member {addr} of cluster {} added", self.name);
+        let missing: Vec<&str> = members
+            .usable()
+            .map(|m| m.addr.as_str())
+            .filter(|a| self.position(a).is_none())
+            .collect();
+        if !missing.is_empty() {
+            let fair = self.fair_estimate(now, tuning);
+            let added = self.learn_members(store, metrics, &missing, fair, now);
+            if added > 0 {
+                log::info!(
+                    "{added} member(s) of cluster {} added, e.g. {}",
+                    self.name,
+                    missing.first().copied().unwrap_or_default()
+                );
             }
         }
         for e in &mut self.endpoints {
@@ -548,28 +558,6 @@ impl ClusterView {
         self.add(store, metrics, addr, initial, first.now, &apply)
     }
 
-    /// Adds a member Envoy reported, with no sample yet: its record (unless another
-    /// worker made it already) starts at `estimate_ns`.
-    pub fn learn_unsampled(
-        &mut self,
-        store: &dyn SharedStore,
-        metrics: &mut dyn Metrics,
-        addr: &str,
-        estimate_ns: f64,
-        now: Nanos,
-    ) -> bool {
-        self.add(
-            store,
-            metrics,
-            addr,
-            estimate_ns,
-            now,
-            &|r: &mut EndpointRecord| {
-                r.last_seen = r.last_seen.max(now);
-            },
-        )
-    }
-
     fn add(
         &mut self,
         store: &dyn SharedStore,
@@ -592,6 +580,75 @@ impl ClusterView {
         let Some(slot) = index.slot_of(addr) else {
             return false;
         };
+        let stale = self
+            .endpoints
+            .iter()
+            .find(|e| e.slot == slot)
+            .map(|e| e.record.addr.clone());
+        self.adopt(store, metrics, addr, slot, stale, initial_ns, now, apply)
+    }
+
+    /// Adds the members Envoy reported that the view lacks, with no sample yet (records
+    /// another worker made are taken as they are; new ones start at `estimate_ns`): one
+    /// index update for all of them, so that a cluster of a thousand costs a thousand
+    /// record writes, not a thousand rewrites of the index. Returns how many were added.
+    pub fn learn_members(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &mut dyn Metrics,
+        addrs: &[&str],
+        estimate_ns: f64,
+        now: Nanos,
+    ) -> usize {
+        let max_slots = self.max_slots;
+        let Ok((_, index)) = update_index(store, &self.index_key, max_slots, &mut |ix| {
+            (ix.insert_all(addrs.iter().copied(), max_slots) > 0).then_some(())
+        }) else {
+            return 0;
+        };
+        let slots: FxMap<&str, u16> = index
+            .entries
+            .iter()
+            .map(|(slot, a)| (a.as_str(), *slot))
+            .collect();
+        let mut held: FxMap<u16, String> = self
+            .endpoints
+            .iter()
+            .map(|e| (e.slot, e.record.addr.clone()))
+            .collect();
+        let touch = |r: &mut EndpointRecord| r.last_seen = r.last_seen.max(now);
+        let mut added = 0;
+        for &addr in addrs {
+            let Some(&slot) = slots.get(addr) else {
+                continue;
+            };
+            if self.position(addr).is_some() {
+                continue;
+            }
+            let stale = held.remove(&slot);
+            if self.adopt(store, metrics, addr, slot, stale, estimate_ns, now, &touch) {
+                held.insert(slot, addr.to_owned());
+                added += 1;
+            }
+        }
+        added
+    }
+
+    /// Takes `addr`, which the index places on `slot`, into the view: its record as
+    /// shared data has it (`apply` applied), or a new one from `initial_ns`. `stale` is
+    /// the endpoint this view still holds on `slot`, if any.
+    #[allow(clippy::too_many_arguments)]
+    fn adopt(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &mut dyn Metrics,
+        addr: &str,
+        slot: u16,
+        stale: Option<String>,
+        initial_ns: f64,
+        now: Nanos,
+        apply: &dyn Fn(&mut EndpointRecord),
+    ) -> bool {
         let key = record_key(&self.prefix, &self.name, slot);
         let record = match update_record(store, &key, addr, apply) {
             Ok(record) => record,
@@ -612,12 +669,7 @@ impl ClusterView {
         // Another worker may have forgotten the endpoint this view still holds on `slot` and
         // given the slot to `addr`: that endpoint's record is gone, so drop it here too (one
         // endpoint per slot keeps the view within `maxEndpoints` between ticks).
-        if let Some(stale) = self
-            .endpoints
-            .iter()
-            .find(|e| e.slot == slot)
-            .map(|e| e.record.addr.clone())
-        {
+        if let Some(stale) = stale {
             self.drop_endpoint(metrics, &stale);
         }
         let metric_ids = EndpointMetricIds::define(metrics, &self.name, addr);

@@ -36,9 +36,42 @@ impl ClusterIndex {
         if addr.is_empty() || addr.len() > MAX_ADDR_LEN {
             return None;
         }
-        let slot = (0..max).find(|s| self.entries.iter().all(|(t, _)| t != s))?;
+        let mut used = vec![false; usize::from(max)];
+        for (slot, _) in &self.entries {
+            if let Some(u) = used.get_mut(usize::from(*slot)) {
+                *u = true;
+            }
+        }
+        let slot = (0..max).find(|&s| !used.get(usize::from(s)).copied().unwrap_or(true))?;
         self.entries.push((slot, addr.into()));
         Some(slot)
+    }
+
+    /// Adds each of `addrs` not present yet, in the lowest free slots below `max`, in one
+    /// pass (linear in the index and the batch, where one `insert` per address would be
+    /// quadratic): how a worker takes the hundreds of members Envoy reports at once.
+    /// Returns how many were added; those that find no slot are left out.
+    pub fn insert_all<'a>(&mut self, addrs: impl IntoIterator<Item = &'a str>, max: u16) -> usize {
+        let mut present: FxSet<&str> = self.entries.iter().map(|(_, a)| a.as_str()).collect();
+        let mut used = vec![false; usize::from(max)];
+        for (slot, _) in &self.entries {
+            if let Some(u) = used.get_mut(usize::from(*slot)) {
+                *u = true;
+            }
+        }
+        let mut free = (0..max).filter(|&s| !used.get(usize::from(s)).copied().unwrap_or(true));
+        let mut added = Vec::new();
+        for addr in addrs {
+            if addr.is_empty() || addr.len() > MAX_ADDR_LEN || !present.insert(addr) {
+                continue;
+            }
+            let Some(slot) = free.next() else { break };
+            added.push((slot, addr.to_owned()));
+        }
+        drop(present);
+        let n = added.len();
+        self.entries.extend(added);
+        n
     }
 
     /// Removes `addr`; returns its slot if it was present.
@@ -97,6 +130,28 @@ impl ClusterIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insert_all_fills_the_lowest_free_slots_once_each_within_the_bound() {
+        let mut ix = ClusterIndex::default();
+        ix.insert("a:1", 8);
+        ix.insert("b:1", 8);
+        ix.insert("c:1", 8);
+        ix.remove("b:1");
+        let long = "x".repeat(MAX_ADDR_LEN + 1);
+        let added = ix.insert_all(["a:1", "d:1", "d:1", "", &long, "e:1", "f:1"], 4);
+        assert_eq!(added, 2);
+        assert_eq!(
+            ix.entries,
+            [
+                (0, "a:1".to_owned()),
+                (2, "c:1".to_owned()),
+                (1, "d:1".to_owned()),
+                (3, "e:1".to_owned())
+            ]
+        );
+        assert_eq!(ix.insert_all(["g:1"], 4), 0, "full");
+    }
 
     #[test]
     fn insert_takes_the_lowest_free_slot_and_reuses_freed_ones() {

@@ -11,9 +11,9 @@
 //! The answer is bounded ([`MAX_ANSWER_BYTES`]) and parsed strictly; anything unexpected
 //! is an error the caller logs, and the last good membership is kept.
 
+use crate::fx_map::FxSet;
 use crate::record::{CodecError, Reader, MAX_ADDR_LEN};
 use crate::Nanos;
-use serde_json::Value;
 use std::fmt;
 
 /// The largest admin answer read: about 900 bytes per host, so some 9,000 hosts.
@@ -129,43 +129,41 @@ pub fn parse_answer(
     if body.len() > MAX_ANSWER_BYTES {
         return Err(AnswerError::TooLarge(body.len()));
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| AnswerError::NotJson(e.to_string()))?;
-    let Value::Object(root) = value else {
+    // serde would take an array for the object; Envoy's answer is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(AnswerError::Unexpected("not an object"));
-    };
-    // A filter matching nothing answers `{}`.
-    let statuses = match root.get("cluster_statuses") {
-        None => return Ok(Vec::new()),
-        Some(Value::Array(s)) => s,
-        Some(_) => return Err(AnswerError::Unexpected("cluster_statuses is not an array")),
-    };
-    let mut out = Vec::new();
-    for status in statuses {
-        let Some(name) = status.get("name").and_then(Value::as_str) else {
+    }
+    // Typed and borrowing: the per-host stats (most of the bytes) are skipped unread.
+    let answer: wire::Answer<'_> =
+        serde_json::from_slice(body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => {
+                AnswerError::Unexpected("a field of the wrong type")
+            }
+            _ => AnswerError::NotJson(e.to_string()),
+        })?;
+    let mut out: Vec<(String, Members)> = Vec::new();
+    for status in answer.cluster_statuses.unwrap_or_default() {
+        let Some(name) = status.name else {
             return Err(AnswerError::Unexpected("a cluster without a name"));
         };
-        if !clusters.contains(&name) || out.iter().any(|(n, _): &(String, Members)| n == name) {
+        if !clusters.contains(&name.as_ref()) || out.iter().any(|(n, _)| *n == name) {
             continue;
         }
-        let hosts = match status.get("host_statuses") {
-            None => &Vec::new(),
-            Some(Value::Array(h)) => h,
-            Some(_) => return Err(AnswerError::Unexpected("host_statuses is not an array")),
-        };
+        let hosts = status.host_statuses.unwrap_or_default();
         let mut members = Vec::with_capacity(hosts.len().min(max_members));
-        for host in hosts.iter() {
+        let mut seen: FxSet<String> = FxSet::default();
+        for host in &hosts {
             if members.len() >= max_members {
                 break;
             }
             if let Some(member) = member_of(host)? {
-                if !members.iter().any(|m: &Member| m.addr == member.addr) {
+                if seen.insert(member.addr.clone()) {
                     members.push(member);
                 }
             }
         }
         out.push((
-            name.to_owned(),
+            name.into_owned(),
             Members {
                 fetched_at: now,
                 members,
@@ -175,16 +173,74 @@ pub fn parse_answer(
     Ok(out)
 }
 
+/// The parts of Envoy's `/clusters?format=json` answer the filter reads
+/// (`envoy.admin.v3.Clusters`); every other field is skipped.
+mod wire {
+    use serde::Deserialize;
+    use std::borrow::Cow;
+
+    #[derive(Deserialize)]
+    pub struct Answer<'a> {
+        #[serde(borrow)]
+        pub cluster_statuses: Option<Vec<ClusterStatus<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct ClusterStatus<'a> {
+        #[serde(borrow)]
+        pub name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub host_statuses: Option<Vec<HostStatus<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct HostStatus<'a> {
+        #[serde(borrow)]
+        pub address: Option<Address<'a>>,
+        pub weight: Option<u64>,
+        #[serde(borrow)]
+        pub health_status: Option<HealthStatus<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Address<'a> {
+        #[serde(borrow)]
+        pub socket_address: Option<SocketAddress<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SocketAddress<'a> {
+        #[serde(borrow)]
+        pub address: Option<Cow<'a, str>>,
+        pub port_value: Option<u64>,
+    }
+
+    /// Envoy's `HostHealthStatus`.
+    #[derive(Default, Deserialize)]
+    #[serde(default)]
+    pub struct HealthStatus<'a> {
+        pub failed_active_health_check: bool,
+        pub failed_outlier_check: bool,
+        pub failed_active_degraded_check: bool,
+        pub pending_dynamic_removal: bool,
+        pub excluded_via_immediate_hc_fail: bool,
+        pub active_hc_timeout: bool,
+        #[serde(borrow)]
+        pub eds_health_status: Option<Cow<'a, str>>,
+    }
+}
+
 /// One host status; `None` for a host that is not an IP socket (a pipe, an internal
 /// address), which `override_host` cannot name anyway.
-fn member_of(host: &Value) -> Result<Option<Member>, AnswerError> {
-    let Some(socket) = host.pointer("/address/socket_address") else {
+fn member_of(host: &wire::HostStatus<'_>) -> Result<Option<Member>, AnswerError> {
+    let Some(socket) = host
+        .address
+        .as_ref()
+        .and_then(|a| a.socket_address.as_ref())
+    else {
         return Ok(None);
     };
-    let (Some(ip), Some(port)) = (
-        socket.get("address").and_then(Value::as_str),
-        socket.get("port_value").and_then(Value::as_u64),
-    ) else {
+    let (Some(ip), Some(port)) = (socket.address.as_deref(), socket.port_value) else {
         return Err(AnswerError::Unexpected(
             "a socket address without address or port",
         ));
@@ -198,36 +254,32 @@ fn member_of(host: &Value) -> Result<Option<Member>, AnswerError> {
         return Ok(None);
     }
     let weight = host
-        .get("weight")
-        .and_then(Value::as_u64)
+        .weight
         .map_or(1, |w| u32::try_from(w).unwrap_or(u32::MAX).max(1));
     Ok(Some(Member {
         addr,
         weight,
-        health: health_of(host.get("health_status")),
+        health: health_of(host.health_status.as_ref()),
     }))
 }
 
 /// Envoy's `HostHealthStatus`, judged as its balancers judge it.
-fn health_of(status: Option<&Value>) -> Health {
-    let Some(status) = status else {
+fn health_of(status: Option<&wire::HealthStatus<'_>>) -> Health {
+    let Some(s) = status else {
         return Health::Healthy;
     };
-    let flag = |name: &str| status.get(name).and_then(Value::as_bool).unwrap_or(false);
-    let excluded = [
-        "failed_active_health_check",
-        "failed_outlier_check",
-        "pending_dynamic_removal",
-        "excluded_via_immediate_hc_fail",
-        "active_hc_timeout",
-    ];
-    if excluded.iter().any(|f| flag(f)) {
+    if s.failed_active_health_check
+        || s.failed_outlier_check
+        || s.pending_dynamic_removal
+        || s.excluded_via_immediate_hc_fail
+        || s.active_hc_timeout
+    {
         return Health::Unusable;
     }
-    match status.get("eds_health_status").and_then(Value::as_str) {
+    match s.eds_health_status.as_deref() {
         Some("UNHEALTHY" | "DRAINING" | "TIMEOUT") => Health::Unusable,
         Some("DEGRADED") => Health::Degraded,
-        _ if flag("failed_active_degraded_check") => Health::Degraded,
+        _ if s.failed_active_degraded_check => Health::Degraded,
         _ => Health::Healthy,
     }
 }
@@ -346,6 +398,14 @@ mod tests {
         assert_eq!(usable, ["127.0.0.1:50051", "[::1]:50055"]);
     }
 
+    /// A `health_status` object as Envoy writes it, judged.
+    fn judge(json: &str) -> Health {
+        match serde_json::from_str::<wire::HealthStatus<'_>>(json) {
+            Ok(status) => health_of(Some(&status)),
+            Err(e) => panic!("{json}: {e}"),
+        }
+    }
+
     #[test]
     fn every_exclusion_envoy_reports_makes_a_host_unusable() {
         for flag in [
@@ -355,8 +415,8 @@ mod tests {
             "excluded_via_immediate_hc_fail",
             "active_hc_timeout",
         ] {
-            let status: Value = serde_json::json!({ "eds_health_status": "HEALTHY", flag: true });
-            assert_eq!(health_of(Some(&status)), Health::Unusable, "{flag}");
+            let json = format!(r#"{{"eds_health_status":"HEALTHY","{flag}":true}}"#);
+            assert_eq!(judge(&json), Health::Unusable, "{flag}");
         }
         for (eds, expected) in [
             ("HEALTHY", Health::Healthy),
@@ -366,11 +426,13 @@ mod tests {
             ("TIMEOUT", Health::Unusable),
             ("DEGRADED", Health::Degraded),
         ] {
-            let status: Value = serde_json::json!({ "eds_health_status": eds });
-            assert_eq!(health_of(Some(&status)), expected, "{eds}");
+            let json = format!(r#"{{"eds_health_status":"{eds}"}}"#);
+            assert_eq!(judge(&json), expected, "{eds}");
         }
-        let degraded: Value = serde_json::json!({ "failed_active_degraded_check": true });
-        assert_eq!(health_of(Some(&degraded)), Health::Degraded);
+        assert_eq!(
+            judge(r#"{"failed_active_degraded_check":true}"#),
+            Health::Degraded
+        );
         assert_eq!(health_of(None), Health::Healthy);
     }
 

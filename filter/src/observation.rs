@@ -9,7 +9,8 @@ use crate::Nanos;
 /// When the things that matter about one request happened, on the host's clock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timing {
-    /// Request headers seen (the pick).
+    /// Request headers seen (the pick). Not a clock read of its own when the request
+    /// has a body: the worker's last reading, possibly a tick old.
     pub started: Nanos,
     /// The whole request was received (end of stream), if it was.
     pub request_done: Option<Nanos>,
@@ -20,13 +21,18 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// Request headers to first response byte, or to the end when no response came:
-    /// what the filter calls an endpoint's latency (Linkerd measures to the first
-    /// response frame too, so that long streams do not poison the estimate).
+    /// From the whole request to the first response byte, or to the end when no
+    /// response came: what the filter calls an endpoint's latency (Linkerd measures to
+    /// the first response frame too, so that long streams do not poison the estimate).
+    /// A unary call's body follows its headers at once; a stream answered before the
+    /// client finished sending is measured from its headers.
     pub fn latency(&self) -> Nanos {
-        self.first_response
-            .unwrap_or(self.finished)
-            .saturating_sub(self.started)
+        let end = self.first_response.unwrap_or(self.finished);
+        let from = self
+            .request_done
+            .filter(|&done| done <= end)
+            .unwrap_or(self.started);
+        end.saturating_sub(from)
     }
 
     /// When the request is considered over: the first response byte if one came (one
@@ -146,6 +152,24 @@ mod tests {
                 now: 103 * MS,
             })
         );
+    }
+
+    #[test]
+    fn latency_runs_from_the_whole_request_or_from_the_headers_when_answered_sooner() {
+        // The pick's time may be a tick old (the worker's last clock reading): the
+        // request's end, read when it came, starts the sample.
+        let stale_pick = Timing {
+            started: 40 * MS,
+            ..timing(Some(100 * MS), Some(103 * MS), 110 * MS)
+        };
+        assert_eq!(stale_pick.latency(), 3 * MS);
+        // A stream answered before its client finished sending: from the headers.
+        assert_eq!(
+            timing(Some(105 * MS), Some(103 * MS), 110 * MS).latency(),
+            3 * MS
+        );
+        // Not whole yet at its end: from the headers to the end.
+        assert_eq!(timing(None, None, 107 * MS).latency(), 7 * MS);
     }
 
     #[test]

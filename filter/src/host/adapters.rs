@@ -6,6 +6,7 @@ use super::abi;
 use crate::metrics::{MetricKind, Metrics};
 use crate::store::{SharedStore, StoreError};
 use crate::Nanos;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Envoy's shared data for this VM id.
 pub struct HostStore;
@@ -51,8 +52,22 @@ impl Metrics for HostMetrics {
 
 /// The host's clock in nanoseconds since the epoch (0 if unreadable).
 pub fn now() -> Nanos {
-    abi::now().unwrap_or(0)
+    let t = abi::now().unwrap_or(0);
+    LAST_NOW.store(t, Ordering::Relaxed);
+    t
 }
+
+/// The worker's last clock reading (any callback's), or a fresh one if there was
+/// none: what a pick needs, without a host call of its own on every request.
+pub fn last_now() -> Nanos {
+    match LAST_NOW.load(Ordering::Relaxed) {
+        0 => now(),
+        t => t,
+    }
+}
+
+/// One VM per worker, one thread per VM: a relaxed atomic is a plain cell here.
+static LAST_NOW: AtomicU64 = AtomicU64::new(0);
 
 /// A property as UTF-8 text (e.g. `upstream.address`), if present and valid. `path` is
 /// serialized: parts separated by NUL.

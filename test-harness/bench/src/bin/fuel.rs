@@ -8,7 +8,10 @@
 //!
 //! The last line is one JSON object:
 //! `{"fuel_per_request": {"3": N, "100": N, "1000": N}, "hostcalls_per_request": {…},
-//!   "probe_fuel_per_request": N, "probe_hostcalls_per_request": N}`.
+//!   "probe_fuel_per_request": N, "probe_hostcalls_per_request": N,
+//!   "admin_poll_per_refresh": {"10": {"fuel": N, "bytes": N}, "1000": {…}}}`.
+//! The filter runs as deployed, with membership from a simulated admin interface; the
+//! poll's own cost (per refresh, for 10 and 1,000 endpoints) is printed apart.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +27,7 @@ use proxy_wasm_host::scenario::{Endpoint, Scenario, EPOCH};
 use proxy_wasm_host::{filter_wasm_path, seed_endpoints, VmOptions, WasmHost};
 
 const SIZES: [usize; 3] = [3, 100, 1000];
+const POLL_SIZES: [usize; 2] = [10, 1000];
 const REQUESTS: usize = 6_000;
 const WARM_UP: usize = 1_000;
 
@@ -75,6 +79,10 @@ fn measure(module: Module, endpoints: usize) -> Result<Figures, String> {
     s.warm_up = WARM_UP;
     s.interval = Duration::from_micros(500);
     s.options = options;
+    // The filter as deployed: membership from the (simulated) admin interface.
+    if module == Module::Filter {
+        s.admin_cluster = Some("prometheus_stats".to_owned());
+    }
     let run = s.run(&host).map_err(|e| e.to_string())?;
     let requests = run.requests.len().max(1) as u64;
     let by_callback = run.vms[0]
@@ -92,6 +100,39 @@ fn measure(module: Module, endpoints: usize) -> Result<Figures, String> {
         by_callback,
         fuel: run.fuel_per_request(),
         hostcalls: run.hostcalls_per_request(),
+        tick_fuel: run.tick_cost.fuel / run.ticks.max(1),
+    })
+}
+
+/// The admin poll: what one refresh costs the lease holder (the answer's parse and the
+/// members written to shared data) and how big Envoy's answer is, for `endpoints`.
+struct Poll {
+    fuel: u64,
+    bytes: u64,
+    tick_fuel: u64,
+}
+
+fn measure_poll(endpoints: usize) -> Result<Poll, String> {
+    let host = WasmHost::load(&filter_wasm_path()).map_err(|e| e.to_string())?;
+    let mut s = Scenario::new(
+        (0..endpoints)
+            .map(|i| {
+                Endpoint::new(
+                    format!("10.1.{}.{}:8080", i / 250, i % 250 + 1),
+                    Duration::from_millis(1),
+                )
+            })
+            .collect(),
+    );
+    s.workers = 2;
+    s.requests = 500;
+    s.interval = Duration::from_millis(20); // 10 s: ten refreshes
+    s.admin_cluster = Some("prometheus_stats".to_owned());
+    let run = s.run(&host).map_err(|e| e.to_string())?;
+    let calls = run.admin_calls.max(1);
+    Ok(Poll {
+        fuel: run.admin_cost.fuel / calls,
+        bytes: run.admin_bytes / calls,
         tick_fuel: run.tick_cost.fuel / run.ticks.max(1),
     })
 }
@@ -163,12 +204,33 @@ fn main() -> ExitCode {
     );
     println!("{:>9} per callback: {}", "", per_callback(&probe));
     println!(
+        "\nthe admin poll, once per membershipRefresh by one worker per Envoy:\n{:>9} {:>16} {:>16} {:>16}",
+        "endpoints", "fuel/refresh", "bytes/refresh", "fuel/tick"
+    );
+    let mut poll = BTreeMap::new();
+    for n in POLL_SIZES {
+        match measure_poll(n) {
+            Ok(p) => {
+                println!("{n:>9} {:>16} {:>16} {:>16}", p.fuel, p.bytes, p.tick_fuel);
+                poll.insert(
+                    n.to_string(),
+                    serde_json::json!({"fuel": p.fuel, "bytes": p.bytes}),
+                );
+            }
+            Err(e) => {
+                eprintln!("fuel: admin poll: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!(
         "{}",
         serde_json::json!({
             "fuel_per_request": fuel,
             "hostcalls_per_request": hostcalls,
             "probe_fuel_per_request": probe.fuel,
             "probe_hostcalls_per_request": (probe.hostcalls * 100.0).round() / 100.0,
+            "admin_poll_per_refresh": poll,
         })
     );
     ExitCode::SUCCESS
