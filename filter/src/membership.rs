@@ -216,7 +216,7 @@ mod wire {
     }
 
     /// Envoy's `HostHealthStatus`.
-    #[derive(Default, Deserialize)]
+    #[derive(Debug, Default, Deserialize)]
     #[serde(default)]
     pub struct HealthStatus<'a> {
         pub failed_active_health_check: bool,
@@ -400,10 +400,9 @@ mod tests {
 
     /// A `health_status` object as Envoy writes it, judged.
     fn judge(json: &str) -> Health {
-        match serde_json::from_str::<wire::HealthStatus<'_>>(json) {
-            Ok(status) => health_of(Some(&status)),
-            Err(e) => panic!("{json}: {e}"),
-        }
+        let status = serde_json::from_str::<wire::HealthStatus<'_>>(json);
+        assert!(status.is_ok(), "{json}: {status:?}");
+        health_of(status.ok().as_ref())
     }
 
     #[test]
