@@ -100,6 +100,25 @@ async fn warm_until_each_serves(backends: &[&str]) {
     panic!("warm-up: not all of {backends:?} served");
 }
 
+/// The filter's `ewma_balancer_usable` gauge of `backend` (1: it picks among it).
+fn usable_gauge(envoy: &EnvoyProcess, backend: &str) -> Option<u64> {
+    filter_counter_by_endpoint(envoy, "ewma_balancer_usable")
+        .get(backend)
+        .copied()
+}
+
+/// Waits until the filter's `ewma_balancer_usable` gauge of `backend` reads 0; returns
+/// how long that took.
+fn wait_until_unusable(envoy: &EnvoyProcess, backend: &str, within: Duration) -> Duration {
+    let since = Instant::now();
+    eventually(within, || match usable_gauge(envoy, backend) {
+        Some(0) => Ok(()),
+        other => Err(format!("{backend}: usable gauge {other:?}")),
+    })
+    .unwrap();
+    since.elapsed()
+}
+
 fn membership_log_lines(envoy: &EnvoyProcess) -> Vec<String> {
     envoy
         .log_contents()
@@ -123,9 +142,15 @@ async fn an_endpoint_marked_unhealthy_while_alive_gets_no_call_within_two_second
     let started = Instant::now();
     let load = open_load(200.0, Duration::from_secs(7), STEP, &[]);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        usable_gauge(&envoy, FOURTH),
+        Some(1),
+        "usable before marking"
+    );
     scale(&dir, "50051,50052,50053,50054:UNHEALTHY");
     let marked = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let took = wait_until_unusable(&envoy, FOURTH, Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(took)).await;
     let upstream_then = upstream_requests(&envoy).get(FOURTH).copied();
     let (intervals, tally) = load.await.unwrap();
     let upstream_end = upstream_requests(&envoy).get(FOURTH).copied();
@@ -134,18 +159,17 @@ async fn an_endpoint_marked_unhealthy_while_alive_gets_no_call_within_two_second
     let last = last_served(&intervals, FOURTH);
     println!("per backend {:?}", tally.per_backend());
     println!(
-        "{FOURTH} marked UNHEALTHY at {marked:.2} s: share before {:.1}%, last call at {last:?} s; \
+        "{FOURTH} marked UNHEALTHY at {marked:.2} s: unusable to the filter {took:?} later; \
+         share before {:.1}%, last call at {last:?} s; \
          upstream requests 2.5 s after marking {upstream_then:?}, at the end {upstream_end:?}; \
          {} calls, {} failed",
         100.0 * before,
         tally.total(),
         tally.failed()
     );
-    assert!(before > 0.0, "share before marking {before}");
-    let last = last.unwrap();
     assert!(
-        last <= marked + 2.0,
-        "{FOURTH} served until {last} s, marked at {marked} s"
+        last.is_none_or(|l| l <= marked + 2.0),
+        "{FOURTH} served until {last:?} s, marked at {marked} s"
     );
     assert_eq!(upstream_then, upstream_end, "Envoy still sent it calls");
     assert_eq!(tally.failed(), 0, "{:?}", tally.failures_by_code());
@@ -287,25 +311,26 @@ async fn a_backend_failing_active_health_checks_is_not_named_after_one_refresh()
     let started = Instant::now();
     let load = open_load(200.0, Duration::from_secs(7), STEP, &[]);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(usable_gauge(&envoy, THIRD), Some(1), "usable before");
     accepting.abort();
     let _ = accepting.await; // the listener is closed with the task
     wait_for_health_flag(&envoy, THIRD, "failed_active_hc", Duration::from_secs(3));
     let failed = started.elapsed().as_secs_f64();
+    let took = wait_until_unusable(&envoy, THIRD, Duration::from_millis(1500));
     let (intervals, tally) = load.await.unwrap();
     let before = share_between(&intervals, THIRD, 0.5, 2.0);
     let last = last_served(&intervals, THIRD);
     println!(
-        "{THIRD}: share before {:.1}%, health check failing (seen) at {failed:.2} s, last call at {last:?} s; \
+        "{THIRD}: share before {:.1}%, health check failing (seen) at {failed:.2} s, unusable to the \
+         filter {took:?} later, last call at {last:?} s; \
          {} calls, {} failed",
         100.0 * before,
         tally.total(),
         tally.failed()
     );
-    assert!(before > 0.0, "share before {before}");
-    let last = last.unwrap();
     assert!(
-        last <= failed + 1.5,
-        "{THIRD} served at {last} s, failing its health check from {failed} s"
+        last.is_none_or(|l| l <= failed + 1.5),
+        "{THIRD} served at {last:?} s, failing its health check from {failed} s"
     );
     assert_eq!(tally.failed(), 0, "{:?}", tally.failures_by_code());
 }
