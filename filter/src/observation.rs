@@ -101,6 +101,8 @@ impl Observation {
     /// Applies this observation to a record.
     pub fn apply(&self, r: &mut EndpointRecord, tuning: &Tuning) {
         match self.latency {
+            // A record that never had a sample holds a placeholder estimate.
+            Latency::Sample(ns) if r.requests == 0 => r.latency.first(ns, self.now),
             Latency::Sample(ns) => r.latency.observe(ns, self.now, tuning.decay_ns),
             Latency::AtLeast(ns) => r.latency.observe_at_least(ns, self.now, tuning.decay_ns),
         }
@@ -218,6 +220,32 @@ mod tests {
     fn a_request_that_never_reached_an_endpoint_teaches_nothing() {
         let t = timing(Some(100 * MS), None, 101 * MS);
         assert_eq!(Observation::of(Outcome::NotSent, &t, false), None);
+    }
+
+    #[test]
+    fn the_first_sample_replaces_a_placeholder_estimate() {
+        // A member taken in at a fair 30 ms: its first answer, 1 ms, is the estimate.
+        let tuning = Tuning::from(&Config::default());
+        let mut r = EndpointRecord::new("127.0.0.1:1", 30e6, 100 * MS);
+        let o = Observation::of(
+            Outcome::Success,
+            &timing(Some(100 * MS), Some(101 * MS), 101 * MS),
+            false,
+        );
+        if let Some(o) = o {
+            o.apply(&mut r, &tuning);
+        }
+        assert_eq!((r.latency.raw_ns(), r.requests), (1e6, 1));
+        // Later samples below it are averaged in, as always.
+        let later = Observation::of(
+            Outcome::Success,
+            &timing(Some(101 * MS), Some(101 * MS + 500_000), 102 * MS),
+            false,
+        );
+        if let Some(o) = later {
+            o.apply(&mut r, &tuning);
+        }
+        assert!(r.latency.raw_ns() < 1e6 && r.latency.raw_ns() > 0.99e6);
     }
 
     #[test]

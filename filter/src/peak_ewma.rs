@@ -63,6 +63,17 @@ impl PeakEwma {
         }
     }
 
+    /// Takes a first sample as the whole estimate: what the estimate held before was a
+    /// placeholder (the default RTT, or a member's fair starting estimate), which a
+    /// sample below it would otherwise leave nearly untouched, keeping the endpoint dear
+    /// for seconds. Non-finite or negative samples are ignored.
+    pub fn first(&mut self, sample_ns: f64, now: Nanos) {
+        if let Some(sample) = sanitize(sample_ns) {
+            self.estimate_ns = sample;
+            self.stamp = self.stamp.max(now);
+        }
+    }
+
     /// Adds a sample taken at `now`. Non-finite or negative samples are ignored.
     pub fn observe(&mut self, sample_ns: f64, now: Nanos, decay_ns: f64) {
         let Some(sample) = sanitize(sample_ns) else {

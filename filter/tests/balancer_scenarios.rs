@@ -8,6 +8,8 @@
 use ewma_balancer::balancer::{Balancer, Completion, Decision, FallbackReason, Pick};
 use ewma_balancer::config::Config;
 use ewma_balancer::facts::FixedFacts;
+use ewma_balancer::fetcher::members_key;
+use ewma_balancer::membership::{Health, Member, Members};
 use ewma_balancer::metrics::{MetricKind, Metrics};
 use ewma_balancer::observation::Timing;
 use ewma_balancer::outcome::Outcome;
@@ -781,4 +783,165 @@ fn a_request_abandoned_after_it_was_whole_is_a_lower_bound_on_latency() {
     let e = &view.endpoints[view.position(&pick.addr).unwrap()];
     assert_eq!(e.record.latency.raw_ns(), 30.0 * MS as f64);
     assert_eq!(e.record.failure.raw(), 0.0);
+}
+
+/// Writes a cluster's members as the holder of the admin lease does, read at `at`.
+fn write_members(store: &dyn SharedStore, members: &[(&str, Health, u32)], at: Nanos) {
+    let members = Members {
+        fetched_at: at,
+        members: members
+            .iter()
+            .map(|&(addr, health, weight)| Member {
+                addr: addr.into(),
+                weight,
+                health,
+            })
+            .collect(),
+    };
+    store
+        .set(
+            &members_key("ewma-balancer", CLUSTER),
+            &members.encode(),
+            store
+                .get(&members_key("ewma-balancer", CLUSTER))
+                .map_or(0, |(_, cas)| cas),
+        )
+        .unwrap();
+}
+
+fn named(d: &Decision) -> Option<String> {
+    match d {
+        Decision::Override(p) => Some(p.addr.to_string()),
+        Decision::Fallback(_) => None,
+    }
+}
+
+/// With membership from the admin interface: each usable member never sampled gets a
+/// call first; then picks choose only among usable members (not the unhealthy one, not
+/// the degraded one while healthy ones are left); when only the degraded one is left,
+/// it is chosen; a member that leaves is forgotten.
+#[test]
+fn with_admin_membership_picks_choose_only_usable_members() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 7);
+    let mut now = 10 * SEC;
+    // The first request registers the cluster; nothing is known yet.
+    assert!(named(&w.pick(&store, now)).is_none());
+    let (a, b, c, d) = ("10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80");
+    write_members(
+        &store,
+        &[
+            (a, Health::Healthy, 1),
+            (b, Health::Healthy, 1),
+            (c, Health::Unusable, 1),
+            (d, Health::Degraded, 1),
+        ],
+        now,
+    );
+    w.balancer.tick(&store, &mut w.metrics, now);
+    // Only usable members are taken in: the unhealthy and the degraded one are not.
+    let view = w.balancer.view(CLUSTER).unwrap();
+    assert_eq!((view.endpoints.len(), view.usable.len()), (2, 2));
+
+    // First calls: one each to a and b, in some order.
+    let mut first: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let addr = named(&w.pick(&store, now)).unwrap();
+        now += MS;
+        w.complete(&store, Some(&addr), Some(&addr), MS, Outcome::Success, now);
+        first.push(addr);
+    }
+    first.sort();
+    assert_eq!(first, [a, b]);
+
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..200 {
+        let addr = named(&w.pick(&store, now)).unwrap();
+        now += MS;
+        w.complete(&store, Some(&addr), None, MS, Outcome::Success, now);
+        *counts.entry(addr).or_default() += 1;
+    }
+    assert_eq!(
+        counts.keys().cloned().collect::<Vec<_>>(),
+        [a, b],
+        "{counts:?}"
+    );
+
+    // a and b become unusable, c leaves: only the degraded d is left to choose.
+    write_members(
+        &store,
+        &[
+            (a, Health::Unusable, 1),
+            (b, Health::Unusable, 1),
+            (d, Health::Degraded, 1),
+        ],
+        now,
+    );
+    w.balancer.tick(&store, &mut w.metrics, now);
+    let view = w.balancer.view(CLUSTER).unwrap();
+    assert!(view.position(c).is_none(), "c left and is forgotten");
+    for _ in 0..20 {
+        assert_eq!(named(&w.pick(&store, now)).as_deref(), Some(d));
+        now += MS;
+        w.complete(&store, Some(d), None, MS, Outcome::Success, now);
+    }
+}
+
+/// A shared store that counts writes per key.
+#[derive(Default)]
+struct KeyedCountingStore {
+    inner: MemoryStore,
+    writes: std::cell::RefCell<BTreeMap<String, u32>>,
+}
+
+impl SharedStore for KeyedCountingStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.inner.get(key)
+    }
+
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: u32,
+    ) -> Result<(), ewma_balancer::store::StoreError> {
+        *self.writes.borrow_mut().entry(key.to_owned()).or_default() += 1;
+        self.inner.set(key, value, cas)
+    }
+}
+
+/// A thousand members reported at once are taken in with one write of the index (and one
+/// record each): one index rewrite per member made it quadratic, about 3.6 billion Wasm
+/// instructions on the tick that took them in.
+#[test]
+fn a_thousand_members_are_taken_in_with_one_index_write() {
+    let store = KeyedCountingStore::default();
+    let mut w = Worker::new(Config::default(), 7);
+    let now = 10 * SEC;
+    let _ = w.pick(&store, now);
+    let addrs: Vec<String> = (0..1000)
+        .map(|i| format!("10.1.{}.{}:8080", i / 250, i % 250 + 1))
+        .collect();
+    let members: Vec<(&str, Health, u32)> = addrs
+        .iter()
+        .map(|a| (a.as_str(), Health::Healthy, 1))
+        .collect();
+    write_members(&store, &members, now);
+    store.writes.borrow_mut().clear();
+    w.balancer.tick(&store, &mut w.metrics, now);
+    let view = w.balancer.view(CLUSTER).unwrap();
+    assert_eq!((view.endpoints.len(), view.usable.len()), (1000, 1000));
+    let writes = store.writes.borrow();
+    assert_eq!(writes.get("ewma-balancer|greeter|index"), Some(&1));
+    assert_eq!(
+        writes
+            .keys()
+            .filter(|k| k
+                .rsplit('|')
+                .next()
+                .is_some_and(|s| s.parse::<u16>().is_ok()))
+            .count(),
+        1000
+    );
+    assert!(writes.values().all(|&n| n == 1), "one write per key");
 }

@@ -241,18 +241,19 @@ mod tests {
         assert_eq!(costs.calls["clock"].us_per_call, 0.3);
         assert_eq!(costs.calls["cluster_name"].us_per_call, 0.8);
         assert_eq!(costs.calls["counter"].us_per_call, 0.05);
-        // The filter makes two clock reads of different kinds and one cluster read; the
-        // calls not measured (response_clock …) count nothing.
-        assert!((costs.filter_calls_us - 1.1).abs() < 1e-9);
+        // The filter reads the cluster once and the clock only at the request's end and
+        // the response (`body_clock`, `response_clock`, not measured here: they count
+        // nothing), not at the pick.
+        assert!((costs.filter_calls_us - 0.8).abs() < 1e-9);
         let table = markdown(&costs, "setup");
         assert!(table.contains(
-            "| `clock` | read the clock (request headers) | 0.30 | 38.0 / 39.0 / 80.0 | ×1 |"
+            "| `clock` | read the clock (request headers) | 0.30 | 38.0 / 39.0 / 80.0 | – |"
         ));
         assert!(
             table.contains("| `counter` | increment a counter | 0.05 | 34.0 / 34.0 / 34.0 | – |")
         );
         assert_eq!(costs.filter_calls_together_us, 3.5);
-        assert!(table.contains("add up to 1.10 µs at these marginal prices"));
+        assert!(table.contains("add up to 0.80 µs at these marginal prices"));
         assert!(table.contains("they cost **3.50 µs** over the baseline"));
     }
 }
