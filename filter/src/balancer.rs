@@ -33,8 +33,8 @@ use std::rc::Rc;
 /// its endpoints) and shared data one index key.
 pub const MAX_CLUSTERS: usize = 256;
 
-/// Every `CHECK_EVERY`th pick of an endpoint (per worker) is verified: the host is asked which endpoint Envoy really used (`upstream.address`, a
-/// dear property read). An endpoint that left the cluster is served by Envoy's fallback
+/// Every `CHECK_EVERY`th pick of an endpoint (per worker) is verified: the host is
+/// asked which endpoint Envoy really used (`upstream.address`, a dear property read). An endpoint that left the cluster is served by Envoy's fallback
 /// policy without error, so it is noticed within this many picks; the checks in between
 /// are skipped. Failed requests, probes and fallback decisions are always verified.
 pub const CHECK_EVERY: u32 = 8;
