@@ -34,9 +34,10 @@ use std::rc::Rc;
 pub const MAX_CLUSTERS: usize = 256;
 
 /// Every `CHECK_EVERY`th pick of an endpoint (per worker) is verified: the host is
-/// asked which endpoint Envoy really used (`upstream.address`, a dear property read). An endpoint that left the cluster is served by Envoy's fallback
-/// policy without error, so it is noticed within this many picks; the checks in between
-/// are skipped. Failed requests, probes and fallback decisions are always verified.
+/// asked which endpoint Envoy really used (`upstream.address`, a dear property read).
+/// An endpoint that left the cluster is served by Envoy's fallback policy without
+/// error, so it is noticed within this many picks; the checks in between are skipped.
+/// Failed requests, probes and fallback decisions are always verified.
 pub const CHECK_EVERY: u32 = 8;
 
 /// An endpoint the balancer chose for a request.
