@@ -341,12 +341,16 @@ impl ClusterView {
                 .filter(|(_, e)| e.usable)
                 .map(|(i, _)| i),
         );
-        self.unsampled = self
-            .usable
+        self.unsampled = self.count_unsampled();
+    }
+
+    /// Usable endpoints that never completed a request.
+    fn count_unsampled(&self) -> usize {
+        self.usable
             .iter()
             .filter_map(|&i| self.endpoints.get(i))
             .filter(|e| e.record.requests == 0)
-            .count();
+            .count()
     }
 
     /// A usable endpoint that never completed a request and has nothing in flight from
@@ -374,12 +378,7 @@ impl ClusterView {
             }
         }
         // All of them have a call in flight: recount, so that sampled ones stop the look.
-        self.unsampled = self
-            .usable
-            .iter()
-            .filter_map(|&i| self.endpoints.get(i))
-            .filter(|e| e.record.requests == 0)
-            .count();
+        self.unsampled = self.count_unsampled();
         None
     }
 

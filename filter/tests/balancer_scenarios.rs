@@ -495,11 +495,12 @@ fn metrics_count_every_request_and_failure_after_a_tick() {
     assert!(w.metrics.samples[latency].iter().all(|&us| us == 1_000));
 }
 
-/// A store that counts writes, to check how often the per-request path touches it.
+/// A store that counts writes, in all and per key, to check how often a path touches it.
 #[derive(Default)]
 struct CountingStore {
     inner: MemoryStore,
     sets: std::cell::Cell<usize>,
+    writes: std::cell::RefCell<BTreeMap<String, u32>>,
 }
 
 impl SharedStore for CountingStore {
@@ -514,6 +515,7 @@ impl SharedStore for CountingStore {
         cas: u32,
     ) -> Result<(), ewma_balancer::store::StoreError> {
         self.sets.set(self.sets.get() + 1);
+        *self.writes.borrow_mut().entry(key.to_owned()).or_default() += 1;
         self.inner.set(key, value, cas)
     }
 }
@@ -887,35 +889,12 @@ fn with_admin_membership_picks_choose_only_usable_members() {
     }
 }
 
-/// A shared store that counts writes per key.
-#[derive(Default)]
-struct KeyedCountingStore {
-    inner: MemoryStore,
-    writes: std::cell::RefCell<BTreeMap<String, u32>>,
-}
-
-impl SharedStore for KeyedCountingStore {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.inner.get(key)
-    }
-
-    fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: u32,
-    ) -> Result<(), ewma_balancer::store::StoreError> {
-        *self.writes.borrow_mut().entry(key.to_owned()).or_default() += 1;
-        self.inner.set(key, value, cas)
-    }
-}
-
 /// A thousand members reported at once are taken in with one write of the index (and one
 /// record each): one index rewrite per member made it quadratic, about 3.6 billion Wasm
 /// instructions on the tick that took them in.
 #[test]
 fn a_thousand_members_are_taken_in_with_one_index_write() {
-    let store = KeyedCountingStore::default();
+    let store = CountingStore::default();
     let mut w = Worker::new(Config::default(), 7);
     let now = 10 * SEC;
     let _ = w.pick(&store, now);
