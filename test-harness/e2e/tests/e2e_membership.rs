@@ -27,6 +27,21 @@ fn greeters(ports: std::ops::RangeInclusive<u16>) -> Vec<GreeterProcess> {
         .collect()
 }
 
+/// Sets the plugin configuration (JSON) in the copy's listener.
+fn set_plugin_config(dir: &Path, json: &str) {
+    let lds = dir.join("lds.yaml");
+    let text = fs::read_to_string(&lds).unwrap();
+    assert!(
+        text.contains(r#"value: "{}""#),
+        "the plugin configuration line moved"
+    );
+    fs::write(
+        &lds,
+        text.replace(r#"value: "{}""#, &format!("value: '{json}'")),
+    )
+    .unwrap();
+}
+
 fn start(dir: &Path, name: &str) -> EnvoyProcess {
     wasm_path();
     EnvoyProcess::start(
@@ -351,16 +366,7 @@ async fn an_admin_cluster_on_a_closed_port_leaves_learned_mode_with_no_failed_ca
         text.replacen("  clusters:\n", &format!("  clusters:\n{closed}"), 1),
     )
     .unwrap();
-    let lds = dir.join("lds.yaml");
-    let text = fs::read_to_string(&lds).unwrap();
-    fs::write(
-        &lds,
-        text.replace(
-            r#"value: "{}""#,
-            r#"value: '{"adminCluster":"closed_admin"}'"#,
-        ),
-    )
-    .unwrap();
+    set_plugin_config(&dir, r#"{"adminCluster":"closed_admin"}"#);
     let _greeters = three_greeters(Duration::from_millis(0));
     let envoy = start(&dir, "membership-closed-admin");
 
@@ -392,16 +398,7 @@ async fn an_admin_cluster_on_a_closed_port_leaves_learned_mode_with_no_failed_ca
 async fn an_admin_cluster_that_does_not_exist_gives_one_warning_and_learned_mode() {
     let _ports = fixed_ports_lock();
     let dir = dynamic_copy("missing-admin");
-    let lds = dir.join("lds.yaml");
-    let text = fs::read_to_string(&lds).unwrap();
-    fs::write(
-        &lds,
-        text.replace(
-            r#"value: "{}""#,
-            r#"value: '{"adminCluster":"no_such_cluster"}'"#,
-        ),
-    )
-    .unwrap();
+    set_plugin_config(&dir, r#"{"adminCluster":"no_such_cluster"}"#);
     let _greeters = three_greeters(Duration::from_millis(0));
     let envoy = start(&dir, "membership-missing-admin");
     let (_, tally) = open_load(100.0, Duration::from_secs(4), STEP, &[])
