@@ -12,6 +12,7 @@
 //!   `endpointTtl`, and flushes counters and gauges to metrics.
 
 use crate::cas::UpdateError;
+use crate::choice::first_wins;
 use crate::cluster_view::{ClusterView, EndpointView, Source, MAX_UNFLUSHED_OBSERVATIONS};
 use crate::config::Config;
 use crate::facts::CompletionFacts;
@@ -40,12 +41,22 @@ pub const MAX_CLUSTERS: usize = 256;
 /// Failed requests, probes and fallback decisions are always verified.
 pub const CHECK_EVERY: u32 = 8;
 
+/// The least time between two exploring picks of one worker in one cluster (learned
+/// membership): `exploreRatio` of the calls, but never more than one a second, so that
+/// the fallback's blind choice sends an endpoint known to be slow or failing at most
+/// one call a second per worker, whatever the rate (at 3,000 calls/s, 1 % was 30).
+pub const EXPLORE_SPACING: Nanos = 1_000_000_000;
+
 /// An endpoint the balancer chose for a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pick {
     /// The `IP:port` to name in the override header; shared with the view, so a pick
     /// allocates nothing.
     pub addr: Rc<str>,
+    /// The endpoint named after it, which Envoy's `override_host` tries when it retries
+    /// the request: the other of the pair (never the same endpoint, never one off the
+    /// shortlist).
+    pub runner_up: Option<Rc<str>>,
     /// Whether the completion should ask which endpoint Envoy really used.
     pub verify: bool,
     /// The call probes an endpoint penalised for failures (see `failure_score.rs`).
@@ -175,35 +186,34 @@ impl Balancer {
         if !admin {
             // Learned membership: bursts of fallback picks discover the cluster, and a
             // small budget keeps exploring at random.
-            if view
+            let discovering = view
                 .discovery
-                .take(max_endpoints, view.endpoints.len(), now)
-                || (explore_ratio > 0.0 && rng.unit() < explore_ratio)
-            {
+                .take(max_endpoints, view.endpoints.len(), now);
+            let exploring = !discovering
+                && explore_ratio > 0.0
+                && now >= view.next_explore_at
+                && rng.unit() < explore_ratio;
+            if exploring {
+                view.next_explore_at = now.saturating_add(EXPLORE_SPACING);
+            }
+            if discovering || exploring {
                 view.decisions.explores += 1;
                 return Decision::Fallback(FallbackReason::Exploring);
             }
         }
         let start = if view.unsampled > 0 { rng.below(n) } else { 0 };
-        if let Some(first) = view.next_unsampled(start) {
-            if let Some(endpoint) = view.endpoints.get_mut(first) {
-                view.decisions.overrides += 1;
-                endpoint.unflushed_pending += 1;
-                endpoint.picks = endpoint.picks.wrapping_add(1);
-                return Decision::Override(Pick {
-                    addr: Rc::clone(&endpoint.addr),
-                    verify: true,
-                    probe: false,
-                });
-            }
-        }
-        let (a, b) = match pick_two(n, rng) {
-            Some((i, j)) => match (view.usable.get(i), view.usable.get(j)) {
+        // The better of a pair from the shortlist gets the call, unless a member never
+        // tried is waiting (it gets it), or an endpoint off the shortlist is due a
+        // probe. The pair is drawn in every case: its winner is the runner-up Envoy
+        // retries on.
+        let m = view.shortlist.len();
+        let (a, b) = match pick_two(m, rng) {
+            Some((i, j)) => match (view.shortlist.get(i), view.shortlist.get(j)) {
                 (Some(&a), Some(&b)) => (a, b),
                 _ => return Decision::Fallback(FallbackReason::TooFewEndpoints),
             },
             // One usable member (admin membership): it is the one.
-            None => match view.usable.first() {
+            None => match view.shortlist.first() {
                 Some(&only) => (only, only),
                 None => return Decision::Fallback(FallbackReason::TooFewEndpoints),
             },
@@ -212,29 +222,41 @@ impl Balancer {
             return Decision::Fallback(FallbackReason::TooFewEndpoints);
         };
         let (ca, cb) = (first.cost_at(now, &tuning), second.cost_at(now, &tuning));
-        // Ties go to the first of the pair (pick_two orders it at random).
-        let (winner, loser) = if cb < ca { (b, a) } else { (a, b) };
-        let (winner_view, loser_view) = if loser == a {
-            (second, first)
+        let (winner, loser) = if first_wins(ca, cb, rng.unit()) {
+            (a, b)
         } else {
-            (first, second)
+            (b, a)
         };
-        let probe = loser != winner
-            && loser_view.probe_due(now, &tuning, winner_view.failing(now, &tuning));
-        let chosen = if probe { loser } else { winner };
+        let (special, probe) = match view.next_unsampled(start) {
+            Some(first) => (Some(first), false),
+            None => {
+                let due = view.take_due_probe(store, &tuning, now, &mut self.scratch);
+                (due, due.is_some())
+            }
+        };
+        let (chosen, runner_up) = match special {
+            Some(s) => (s, winner),
+            None => (winner, loser),
+        };
+        let addr_of = |i: usize| {
+            view.endpoints
+                .get(i)
+                .map_or("?", |e| e.record.addr.as_str())
+        };
         log::debug!(
-            "pick cluster={} candidates=[{} cost={:.3}ms, {} cost={:.3}ms] chosen={} probe={probe}",
+            "pick cluster={} pair=[{} cost={:.3}ms, {} cost={:.3}ms] chosen={} runner_up={} probe={probe}",
             view.name,
-            first.record.addr,
+            addr_of(a),
             ca / 1e6,
-            second.record.addr,
+            addr_of(b),
             cb / 1e6,
-            if chosen == a {
-                &first.record.addr
-            } else {
-                &second.record.addr
-            },
+            addr_of(chosen),
+            addr_of(runner_up),
         );
+        let runner_up = (runner_up != chosen)
+            .then(|| view.endpoints.get(runner_up))
+            .flatten()
+            .map(|e| Rc::clone(&e.addr));
         let Some(endpoint) = view.endpoints.get_mut(chosen) else {
             return Decision::Fallback(FallbackReason::TooFewEndpoints);
         };
@@ -242,12 +264,14 @@ impl Balancer {
             view.decisions.probes += 1;
         } else {
             view.decisions.overrides += 1;
+            // A probe's pending count is already in shared data (its claim).
+            endpoint.unflushed_pending += 1;
         }
-        endpoint.unflushed_pending += 1;
-        let verify = probe || endpoint.picks % CHECK_EVERY == CHECK_EVERY - 1;
+        let verify = special.is_some() || endpoint.picks % CHECK_EVERY == CHECK_EVERY - 1;
         endpoint.picks = endpoint.picks.wrapping_add(1);
         Decision::Override(Pick {
             addr: Rc::clone(&endpoint.addr),
+            runner_up,
             verify,
             probe,
         })
@@ -282,15 +306,40 @@ impl Balancer {
         } else {
             None
         };
+        let mut served_by_named = true;
         if let (Some(chosen), Some(actual)) = (chosen, actual.as_deref()) {
             if chosen != actual {
-                // Envoy used another endpoint than the one named: ours has left the cluster.
-                view.forget(store, metrics, chosen);
-                log::info!(
-                    "endpoint {chosen} left cluster {} (Envoy used {actual}); forgotten",
-                    view.name
-                );
-                effect.forgot = Some(chosen.into());
+                served_by_named = false;
+                // Another endpoint served it: Envoy retried (the one named first failed
+                // its attempt), or it skipped the one named first (not in the cluster).
+                let admin = matches!(view.source, Source::Admin { .. });
+                let retried = facts.attempts().map_or(admin, |n| n >= 2);
+                if retried {
+                    let probe = c.pick.filter(|p| p.probe).map(|_| view.threshold);
+                    if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
+                        e.observe(Observation::failed_attempt(c.timing.now(), probe), &tuning);
+                        e.unflushed_requests += 1;
+                        e.unflushed_failures += 1;
+                        if let FlushResult::Gone =
+                            flush_if_full(e, store, &tuning, &mut self.scratch)
+                        {
+                            view.remove(chosen);
+                        }
+                    }
+                    log::debug!(
+                        "cluster {}: {chosen} failed its attempt, {actual} served the retry",
+                        view.name
+                    );
+                } else if !admin {
+                    // Envoy used another endpoint than the one named: ours has left the
+                    // cluster. (With the membership from Envoy, its next answer says.)
+                    view.forget(store, metrics, chosen);
+                    log::info!(
+                        "endpoint {chosen} left cluster {} (Envoy used {actual}); forgotten",
+                        view.name
+                    );
+                    effect.forgot = Some(chosen.into());
+                }
                 position = None;
             }
         }
@@ -306,7 +355,11 @@ impl Balancer {
             view.discovery
                 .saw(target, position.is_some(), c.timing.finished);
         }
-        let probe = c.pick.is_some_and(|p| p.probe);
+        // A probe teaches about the probed endpoint only if it served the call.
+        let probe = c
+            .pick
+            .filter(|p| p.probe && served_by_named)
+            .map(|_| view.threshold);
         if let Some(observation) = Observation::of(outcome, &c.timing, probe) {
             let known = position.and_then(|i| view.endpoints.get_mut(i)).map(|e| {
                 e.observe(observation, &tuning);
@@ -380,6 +433,7 @@ impl Balancer {
                     view.forget(store, metrics, &addr);
                 }
             }
+            view.refresh_shortlist(now, &tuning);
             for e in &mut view.endpoints {
                 flush_endpoint_metrics(metrics, e, now, &tuning);
             }
@@ -477,7 +531,7 @@ fn flush_if_full(
     }
     match e.flush(store, tuning, scratch) {
         Ok(()) => FlushResult::Kept,
-        Err(UpdateError::Contended) => {
+        Err(UpdateError::Contended | UpdateError::Declined) => {
             // Shared data keeps refusing: the observations still count here; stop
             // holding more than a few buffers' worth.
             if e.unflushed.len() >= 4 * MAX_UNFLUSHED_OBSERVATIONS {

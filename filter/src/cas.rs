@@ -13,6 +13,8 @@ pub enum UpdateError {
     Missing,
     /// Other workers won the race `CAS_RETRIES` times in a row, or the host refused.
     Contended,
+    /// The change declined the record as read (nothing was written).
+    Declined,
 }
 
 /// Reads the record under `key`, checks that it belongs to `addr`, applies `change` and
@@ -23,16 +25,21 @@ pub fn update_record(
     addr: &str,
     change: &dyn Fn(&mut EndpointRecord),
 ) -> Result<EndpointRecord, UpdateError> {
-    update_record_owned(store, key, addr.to_string(), change, &mut Vec::new()).map_err(|(e, _)| e)
+    let change = |r: &mut EndpointRecord| {
+        change(r);
+        true
+    };
+    update_record_owned(store, key, addr.to_string(), &change, &mut Vec::new()).map_err(|(e, _)| e)
 }
 
 /// [`update_record`] for the per-request path: takes the address by value and gives it
 /// back on failure, and encodes into `scratch`, so it allocates nothing of its own.
+/// `change` returns `false` to decline the record as read: nothing is written.
 pub fn update_record_owned(
     store: &dyn SharedStore,
     key: &str,
     mut addr: String,
-    change: &dyn Fn(&mut EndpointRecord),
+    change: &dyn Fn(&mut EndpointRecord) -> bool,
     scratch: &mut Vec<u8>,
 ) -> Result<EndpointRecord, (UpdateError, String)> {
     for _ in 0..CAS_RETRIES {
@@ -43,7 +50,9 @@ pub fn update_record_owned(
             Ok(record) => record,
             Err(_) => return Err((UpdateError::Missing, String::new())),
         };
-        change(&mut record);
+        if !change(&mut record) {
+            return Err((UpdateError::Declined, record.addr));
+        }
         record.encode_into(scratch);
         match store.set(key, scratch, cas) {
             Ok(()) => return Ok(record),

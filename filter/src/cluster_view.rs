@@ -7,7 +7,9 @@
 //! itself.
 
 use crate::cas::{read_record, update_index, update_record, update_record_owned, UpdateError};
+use crate::choice::{shortlist, Candidate};
 use crate::cost::{cost, Load};
+use crate::failure_score::probe_interval;
 use crate::fx_map::FxMap;
 use crate::index::ClusterIndex;
 use crate::metrics::{decision_metric_name, EndpointMetricIds, MetricKind, Metrics};
@@ -47,6 +49,8 @@ pub struct EndpointView {
     pub usable: bool,
     /// Its load-balancing weight (admin membership; 1 when learned): cost is divided by it.
     pub weight: u32,
+    /// On the shortlist picks draw from (see `choice.rs`); set on the tick.
+    pub shortlisted: bool,
 }
 
 impl EndpointView {
@@ -71,6 +75,7 @@ impl EndpointView {
             last_gauges: None,
             usable: true,
             weight: 1,
+            shortlisted: true,
         }
     }
 
@@ -94,13 +99,29 @@ impl EndpointView {
         tuning: &Tuning,
         scratch: &mut Vec<u8>,
     ) -> Result<(), UpdateError> {
+        self.flush_if(store, tuning, scratch, &|_| true)
+    }
+
+    /// [`Self::flush`], only if the shared record, as read before the write, passes
+    /// `check` ([`UpdateError::Declined`] otherwise; nothing is written).
+    pub fn flush_if(
+        &mut self,
+        store: &dyn SharedStore,
+        tuning: &Tuning,
+        scratch: &mut Vec<u8>,
+        check: &dyn Fn(&EndpointRecord) -> bool,
+    ) -> Result<(), UpdateError> {
         let delta = self.unflushed_pending;
         let observations = &self.unflushed;
         let change = |r: &mut EndpointRecord| {
+            if !check(r) {
+                return false;
+            }
             r.pending = add_pending(r.pending, delta);
             for o in observations {
                 o.apply(r, tuning);
             }
+            true
         };
         let addr = std::mem::take(&mut self.record.addr);
         match update_record_owned(store, &self.key, addr, &change, scratch) {
@@ -143,21 +164,21 @@ impl EndpointView {
         }
     }
 
-    /// Whether this endpoint should get the next call as a probe (see
-    /// `failure_score.rs`): its failure score, not its latency, is what keeps it out,
-    /// nothing is in flight to it that this worker knows of, and it has been quiet for
-    /// the probe interval (without backoff when `no_better`: the alternative fails too).
-    pub fn probe_due(&self, now: Nanos, tuning: &Tuning, no_better: bool) -> bool {
-        let load = self.load_at(now, tuning);
-        self.record.failure.probe_due(now, no_better)
-            && load.pending == 0
-            && load.failure * tuning.failure_penalty_ns > load.latency_ns
+    /// What the shortlist compares: the latency estimate or failure penalty, whichever
+    /// is larger, over the weight, without the pending term.
+    pub fn idle_cost_at(&self, now: Nanos, tuning: &Tuning) -> f64 {
+        let load = Load {
+            pending: 0,
+            ..self.load_at(now, tuning)
+        };
+        cost(load, tuning.failure_penalty_ns) / f64::from(self.weight.max(1))
     }
 
-    /// Whether its failures, not its latency, are what its cost is made of.
-    pub fn failing(&self, now: Nanos, tuning: &Tuning) -> bool {
-        let load = self.load_at(now, tuning);
-        load.failure * tuning.failure_penalty_ns > load.latency_ns
+    /// When this endpoint, off the shortlist, is next due a probe: its last outcome plus
+    /// the probe interval of the probes that found it bad in a row.
+    pub fn probe_due_at(&self) -> Nanos {
+        let last = self.record.latency.stamp().max(self.record.failure.stamp());
+        last.saturating_add(probe_interval(self.record.failure.failed_probes()))
     }
 }
 
@@ -208,8 +229,16 @@ pub struct ClusterView {
     /// Index entries whose record was missing at the last sync (removed at the next).
     missing: Vec<String>,
     pub decisions: DecisionCounters,
-    /// Positions of the endpoints picks choose among.
+    /// Positions of the endpoints Envoy would use.
     pub usable: Vec<usize>,
+    /// Positions of the usable endpoints on the shortlist: the pairs are drawn from these.
+    pub shortlist: Vec<usize>,
+    /// The shortlist's idle-cost threshold at the last tick (`f64::MAX` before one): a
+    /// probe that comes back under it brings its endpoint back.
+    pub threshold: f64,
+    /// Usable endpoints off the shortlist with nothing in flight, by when each is due a
+    /// probe, the earliest last; rebuilt on the tick.
+    pub probes: Vec<(Nanos, Rc<str>)>,
     /// Usable endpoints that never completed a request (members the admin interface
     /// reported), as of the last rebuild: while there are any, picks look for one.
     pub unsampled: usize,
@@ -217,6 +246,8 @@ pub struct ClusterView {
     pub source: Source,
     /// Discovery bursts, in learned mode (see [`Discovery`]).
     pub discovery: Discovery,
+    /// No exploring pick before this (see `balancer::EXPLORE_SPACING`).
+    pub next_explore_at: Nanos,
     /// The membership gauges, defined on the first tick.
     pub metric_ids: Option<crate::metrics::ClusterMetricIds>,
 }
@@ -324,9 +355,13 @@ impl ClusterView {
             missing: Vec::new(),
             decisions: DecisionCounters::default(),
             usable: Vec::new(),
+            shortlist: Vec::new(),
+            threshold: f64::MAX,
+            probes: Vec::new(),
             unsampled: 0,
             source: Source::Learned,
             discovery: Discovery::start(max_slots),
+            next_explore_at: 0,
             metric_ids: None,
         }
     }
@@ -341,7 +376,84 @@ impl ClusterView {
                 .filter(|(_, e)| e.usable)
                 .map(|(i, _)| i),
         );
+        self.shortlist.clear();
+        let endpoints = &self.endpoints;
+        self.shortlist.extend(
+            self.usable
+                .iter()
+                .copied()
+                .filter(|&i| endpoints.get(i).is_some_and(|e| e.shortlisted)),
+        );
+        if self.shortlist.len() < self.usable.len().min(2) {
+            // Not measured since the membership changed: all of them until the tick.
+            self.shortlist.clone_from(&self.usable);
+        }
         self.unsampled = self.count_unsampled();
+    }
+
+    /// Rebuilds the shortlist from the usable endpoints' idle costs at `now`, and the
+    /// probes due to the endpoints off it (see `choice.rs`). Runs on the tick: its cost
+    /// grows with the number of endpoints, the picks' does not.
+    pub fn refresh_shortlist(&mut self, now: Nanos, tuning: &Tuning) {
+        let candidates: Vec<Candidate> = self
+            .usable
+            .iter()
+            .filter_map(|&i| self.endpoints.get(i))
+            .map(|e| Candidate {
+                idle_cost: e.idle_cost_at(now, tuning),
+                // An endpoint that never had a sample is tried by the unsampled rule.
+                held_out: e.record.failure.failed_probes() > 0 && e.record.requests > 0,
+            })
+            .collect();
+        let mut keep = Vec::with_capacity(candidates.len());
+        self.threshold = shortlist(&candidates, &mut keep);
+        for e in &mut self.endpoints {
+            e.shortlisted = false;
+        }
+        self.probes.clear();
+        for (&i, &kept) in self.usable.iter().zip(&keep) {
+            let Some(e) = self.endpoints.get_mut(i) else {
+                continue;
+            };
+            e.shortlisted = kept;
+            if !kept && e.pending() == 0 {
+                self.probes.push((e.probe_due_at(), Rc::clone(&e.addr)));
+            }
+        }
+        // Earliest last, so that a pick pops it.
+        self.probes.sort_unstable_by_key(|p| std::cmp::Reverse(p.0));
+        self.rebuild_usable();
+    }
+
+    /// The endpoint off the shortlist whose probe is due at `now`, claimed in shared
+    /// data (its shared pending count goes from 0 to 1 in one compare-and-swap, so that
+    /// one worker of the Envoy probes it, not each); its position. At most one claim is
+    /// tried per pick, so a pick's work stays bounded.
+    pub fn take_due_probe(
+        &mut self,
+        store: &dyn SharedStore,
+        tuning: &Tuning,
+        now: Nanos,
+        scratch: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let &(due, _) = self.probes.last()?;
+        if now < due {
+            return None;
+        }
+        let (_, addr) = self.probes.pop()?;
+        let position = self.position(&addr)?;
+        let e = self.endpoints.get_mut(position)?;
+        if e.shortlisted || e.unflushed_pending != 0 {
+            return None;
+        }
+        e.unflushed_pending = 1;
+        match e.flush_if(store, tuning, scratch, &|r| r.pending == 0) {
+            Ok(()) => Some(position),
+            Err(_) => {
+                e.unflushed_pending = 0;
+                None
+            }
+        }
     }
 
     /// Usable endpoints that never completed a request.

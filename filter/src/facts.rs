@@ -11,6 +11,9 @@ use crate::Nanos;
 pub trait CompletionFacts: ResponseFacts {
     /// `upstream.address`: the endpoint Envoy actually used, if any.
     fn upstream_address(&mut self) -> Option<String>;
+    /// `upstream.request_attempt_count`: how many attempts Envoy made (read only when
+    /// the endpoint used is not the one named first, to tell a retry from a skip).
+    fn attempts(&mut self) -> Option<u64>;
 }
 
 /// Facts set in advance.
@@ -22,6 +25,7 @@ pub struct FixedFacts {
     pub details: String,
     pub grpc_timeout: Option<Nanos>,
     pub upstream_address: Option<String>,
+    pub attempts: Option<u64>,
 }
 
 impl FixedFacts {
@@ -44,6 +48,7 @@ impl FixedFacts {
             details: String::new(),
             grpc_timeout: None,
             upstream_address: upstream_address.map(str::to_owned),
+            attempts: upstream_address.map(|_| 1),
         }
     }
 }
@@ -69,6 +74,9 @@ impl ResponseFacts for FixedFacts {
 impl CompletionFacts for FixedFacts {
     fn upstream_address(&mut self) -> Option<String> {
         self.upstream_address.clone()
+    }
+    fn attempts(&mut self) -> Option<u64> {
+        self.attempts
     }
 }
 

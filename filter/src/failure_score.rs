@@ -119,19 +119,13 @@ impl FailureScore {
         }
     }
 
-    /// Whether a probe is due at `now`: the score is still there and no outcome has been
-    /// seen for the probe interval, which is the first one, without backoff, when
-    /// `no_better` (the alternative is failing too: a probe then costs nothing, and
-    /// backing off would only delay the recovery after a total failure). Whether the
-    /// score is what keeps the endpoint out, and whether a call is in flight, is for the
-    /// caller to judge.
-    pub fn probe_due(&self, now: Nanos, no_better: bool) -> bool {
-        let interval = if no_better {
-            FIRST_PROBE_INTERVAL
-        } else {
-            probe_interval(self.failed_probes)
-        };
-        self.value > 0.0 && now.saturating_sub(self.stamp) >= interval
+    /// Records a probe that succeeded, but too slowly to bring its endpoint back onto
+    /// the shortlist: a success for the score, a failed probe for the wait before the
+    /// next one.
+    pub fn record_slow_probe(&mut self, now: Nanos, decay_ns: f64) {
+        let failed_probes = self.failed_probes;
+        self.record(false, now, decay_ns);
+        self.failed_probes = failed_probes.saturating_add(1).min(MAX_FAILED_PROBES);
     }
 }
 
@@ -196,46 +190,35 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_is_due_once_the_endpoint_was_quiet_for_the_interval() {
-        let mut s = FailureScore::default();
-        assert!(!s.probe_due(100 * SEC, false), "nothing to forgive");
-        s.record(true, 10 * SEC, DECAY);
-        assert!(!s.probe_due(10 * SEC + 999_000_000, false));
-        assert!(s.probe_due(11 * SEC, false));
-    }
-
-    #[test]
     fn a_successful_probe_forgives_at_once() {
         let mut s = FailureScore::default();
         s.record(true, 0, DECAY);
         s.record_probe(false, SEC, DECAY);
         assert_eq!(s.raw(), 0.0);
         assert_eq!(s.failed_probes(), 0);
-        assert!(!s.probe_due(100 * SEC, false));
     }
 
     #[test]
-    fn each_failed_probe_doubles_the_wait_and_a_success_resets_it() {
+    fn each_failed_or_slow_probe_doubles_the_wait_and_a_success_resets_it() {
         let mut s = FailureScore::default();
         s.record(true, 0, DECAY);
         let mut t = 0;
-        for expected in [2_000, 4_000, 8_000, 16_000, 16_000] {
+        for expected in [2_000, 4_000, 8_000] {
             t += probe_interval(s.failed_probes());
-            assert!(s.probe_due(t, false));
             s.record_probe(true, t, DECAY);
             assert_eq!(s.raw(), 1.0);
             assert_eq!(probe_interval(s.failed_probes()), expected * 1_000_000);
-            assert!(!s.probe_due(t + expected * 1_000_000 - 1, false));
-            assert!(
-                s.probe_due(t + SEC, true),
-                "no backoff when the alternative fails too"
-            );
         }
+        s.record_slow_probe(t + SEC, DECAY);
+        assert_eq!(s.raw(), 0.5 * (-1.0f64).exp());
+        assert_eq!(probe_interval(s.failed_probes()), 16 * SEC);
+        s.record_slow_probe(t + 2 * SEC, DECAY);
+        assert_eq!(probe_interval(s.failed_probes()), 16 * SEC);
         s.record(false, t, DECAY);
         assert_eq!(
             s.failed_probes(),
             0,
-            "an ordinary success resets the backoff too"
+            "an ordinary success resets the backoff"
         );
     }
 

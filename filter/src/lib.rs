@@ -30,6 +30,7 @@ pub type Nanos = u64;
 
 pub mod balancer;
 pub mod cas;
+pub mod choice;
 pub mod cluster_view;
 pub mod config;
 pub mod cost;

@@ -58,8 +58,9 @@ pub struct Observation {
     /// Whether the endpoint failed, when its outcome was its own doing; `None` teaches
     /// the failure score nothing.
     pub failed: Option<bool>,
-    /// The request was a probe of a penalised endpoint (see `failure_score.rs`).
-    pub probe: bool,
+    /// The request probed an endpoint off the shortlist (see `choice.rs`): the
+    /// shortlist's threshold then, under which an answer brings the endpoint back.
+    pub probe: Option<f64>,
     /// Counted in the record's `failures` (see [`Outcome::counts_as_unsuccessful`]).
     pub unsuccessful: bool,
     pub now: Nanos,
@@ -69,7 +70,7 @@ impl Observation {
     /// What `outcome` teaches, or `None` when it teaches nothing: a request that never
     /// reached an endpoint, or one the client gave up on before the endpoint had all of
     /// it (a client that sends headers and resets cannot make an endpoint look slow).
-    pub fn of(outcome: Outcome, timing: &Timing, probe: bool) -> Option<Self> {
+    pub fn of(outcome: Outcome, timing: &Timing, probe: Option<f64>) -> Option<Self> {
         let now = timing.now();
         let (latency, failed) = match outcome {
             Outcome::NotSent => return None,
@@ -92,26 +93,44 @@ impl Observation {
             latency,
             failed,
             // A probe the client gave up on proved nothing either way.
-            probe: probe && failed.is_some(),
+            probe: probe.filter(|_| failed.is_some()),
             unsuccessful: outcome.counts_as_unsuccessful(),
             now,
         })
     }
 
+    /// An attempt the endpoint failed, seen because Envoy retried the request on
+    /// another endpoint (when, and how fast, is unknown: the latency says nothing).
+    pub fn failed_attempt(now: Nanos, probe: Option<f64>) -> Self {
+        Self {
+            latency: Latency::AtLeast(0.0),
+            failed: Some(true),
+            probe,
+            unsuccessful: true,
+            now,
+        }
+    }
+
     /// Applies this observation to a record.
     pub fn apply(&self, r: &mut EndpointRecord, tuning: &Tuning) {
+        // A probe answered well within the threshold: the endpoint is back, and its
+        // answer is the freshest word on it (the estimate it was left off with would
+        // otherwise keep it off for seconds).
+        let back = matches!(
+            (self.failed, self.probe, self.latency),
+            (Some(false), Some(threshold), Latency::Sample(ns)) if ns <= threshold
+        );
         match self.latency {
             // A record that never had a sample holds a placeholder estimate.
-            Latency::Sample(ns) if r.requests == 0 => r.latency.first(ns, self.now),
+            Latency::Sample(ns) if r.requests == 0 || back => r.latency.first(ns, self.now),
             Latency::Sample(ns) => r.latency.observe(ns, self.now, tuning.decay_ns),
             Latency::AtLeast(ns) => r.latency.observe_at_least(ns, self.now, tuning.decay_ns),
         }
+        let decay = tuning.failure_decay_ns;
         match (self.failed, self.probe) {
-            (Some(failed), true) => {
-                r.failure
-                    .record_probe(failed, self.now, tuning.failure_decay_ns)
-            }
-            (Some(failed), false) => r.failure.record(failed, self.now, tuning.failure_decay_ns),
+            (Some(false), Some(_)) if !back => r.failure.record_slow_probe(self.now, decay),
+            (Some(failed), Some(_)) => r.failure.record_probe(failed, self.now, decay),
+            (Some(failed), None) => r.failure.record(failed, self.now, decay),
             (None, _) => {}
         }
         r.last_seen = r.last_seen.max(self.now);
@@ -143,13 +162,13 @@ mod tests {
     #[test]
     fn an_answer_is_a_sample_to_the_first_response_byte() {
         let t = timing(Some(100 * MS), Some(103 * MS), 110 * MS);
-        let o = Observation::of(Outcome::Success, &t, false);
+        let o = Observation::of(Outcome::Success, &t, None);
         assert_eq!(
             o,
             Some(Observation {
                 latency: Latency::Sample(3e6),
                 failed: Some(false),
-                probe: false,
+                probe: None,
                 unsuccessful: false,
                 now: 103 * MS,
             })
@@ -177,23 +196,23 @@ mod tests {
     #[test]
     fn a_failure_without_a_response_is_a_sample_to_its_end() {
         let t = timing(Some(100 * MS), None, 101 * MS);
-        let o = Observation::of(Outcome::EndpointFailure, &t, true);
+        let o = Observation::of(Outcome::EndpointFailure, &t, Some(6e6));
         assert_eq!(
             o.map(|o| (o.latency, o.failed, o.probe)),
-            Some((Latency::Sample(1e6), Some(true), true))
+            Some((Latency::Sample(1e6), Some(true), Some(6e6)))
         );
     }
 
     #[test]
     fn a_request_abandoned_before_an_answer_is_a_bound_from_when_it_was_complete() {
         let t = timing(Some(102 * MS), None, 140 * MS);
-        let o = Observation::of(Outcome::Abandoned, &t, true);
+        let o = Observation::of(Outcome::Abandoned, &t, Some(6e6));
         assert_eq!(
             o,
             Some(Observation {
                 latency: Latency::AtLeast(38e6),
                 failed: None,
-                probe: false,
+                probe: None,
                 unsuccessful: false,
                 now: 140 * MS,
             })
@@ -203,13 +222,13 @@ mod tests {
     #[test]
     fn a_request_abandoned_before_it_was_complete_teaches_nothing() {
         let t = timing(None, None, 139 * MS);
-        assert_eq!(Observation::of(Outcome::Abandoned, &t, false), None);
+        assert_eq!(Observation::of(Outcome::Abandoned, &t, None), None);
     }
 
     #[test]
     fn a_request_abandoned_after_the_answer_began_is_a_sample() {
         let t = timing(Some(100 * MS), Some(101 * MS), 139 * MS);
-        let o = Observation::of(Outcome::Abandoned, &t, false);
+        let o = Observation::of(Outcome::Abandoned, &t, None);
         assert_eq!(
             o.map(|o| (o.latency, o.failed)),
             Some((Latency::Sample(1e6), None))
@@ -219,7 +238,7 @@ mod tests {
     #[test]
     fn a_request_that_never_reached_an_endpoint_teaches_nothing() {
         let t = timing(Some(100 * MS), None, 101 * MS);
-        assert_eq!(Observation::of(Outcome::NotSent, &t, false), None);
+        assert_eq!(Observation::of(Outcome::NotSent, &t, None), None);
     }
 
     #[test]
@@ -230,7 +249,7 @@ mod tests {
         let o = Observation::of(
             Outcome::Success,
             &timing(Some(100 * MS), Some(101 * MS), 101 * MS),
-            false,
+            None,
         );
         if let Some(o) = o {
             o.apply(&mut r, &tuning);
@@ -240,7 +259,7 @@ mod tests {
         let later = Observation::of(
             Outcome::Success,
             &timing(Some(101 * MS), Some(101 * MS + 500_000), 102 * MS),
-            false,
+            None,
         );
         if let Some(o) = later {
             o.apply(&mut r, &tuning);
@@ -253,12 +272,43 @@ mod tests {
         let tuning = Tuning::from(&Config::default());
         let mut r = EndpointRecord::new("127.0.0.1:1", 1e6, 0);
         let t = timing(Some(100 * MS), None, 140 * MS);
-        let o = Observation::of(Outcome::Abandoned, &t, false);
+        let o = Observation::of(Outcome::Abandoned, &t, None);
         if let Some(o) = o {
             o.apply(&mut r, &tuning);
         }
         assert_eq!(r.latency.raw_ns(), 40e6);
         assert_eq!(r.failure.raw(), 0.0);
         assert_eq!((r.requests, r.failures), (1, 0));
+    }
+
+    #[test]
+    fn a_probe_answered_under_the_threshold_brings_its_endpoint_back() {
+        let tuning = Tuning::from(&Config::default());
+        // Left off at 41 ms after a probe that found it slow; the threshold is 6 ms.
+        let mut r = EndpointRecord::new("127.0.0.1:1", 41e6, 0);
+        r.requests = 50;
+        r.failure = crate::failure_score::FailureScore::from_parts(0.0, 0, 1);
+        let good = Observation::of(
+            Outcome::Success,
+            &timing(Some(100 * MS), Some(102 * MS), 102 * MS),
+            Some(6e6),
+        );
+        let mut back = r.clone();
+        if let Some(o) = good {
+            o.apply(&mut back, &tuning);
+        }
+        assert_eq!(back.latency.raw_ns(), 2e6);
+        assert_eq!(back.failure.failed_probes(), 0);
+        // The same answer 40 ms slower: a peak, and the next probe waits longer.
+        let slow = Observation::of(
+            Outcome::Success,
+            &timing(Some(100 * MS), Some(142 * MS), 142 * MS),
+            Some(6e6),
+        );
+        if let Some(o) = slow {
+            o.apply(&mut r, &tuning);
+        }
+        assert_eq!(r.latency.raw_ns(), 42e6);
+        assert_eq!((r.failure.failed_probes(), r.failure.raw()), (2, 0.0));
     }
 }

@@ -92,6 +92,7 @@ impl Worker {
     ) {
         let pick = chosen.map(|addr| Pick {
             addr: addr.into(),
+            runner_up: None,
             verify: actual.is_some(),
             probe: false,
         });

@@ -64,6 +64,7 @@ const RESPONSE_CODE: &[u8] = b"response\0code";
 const RESPONSE_FLAGS: &[u8] = b"response\0flags";
 const CODE_DETAILS: &[u8] = b"response\0code_details";
 const UPSTREAM_ADDRESS: &[u8] = b"upstream\0address";
+const ATTEMPTS: &[u8] = b"upstream\0request_attempt_count";
 
 /// The facts of a completed request, each read from Envoy when the core asks.
 struct HostFacts;
@@ -96,6 +97,10 @@ impl CompletionFacts for HostFacts {
     fn upstream_address(&mut self) -> Option<String> {
         property_text(UPSTREAM_ADDRESS)
     }
+
+    fn attempts(&mut self) -> Option<u64> {
+        property_int(ATTEMPTS).and_then(|n| u64::try_from(n).ok())
+    }
 }
 
 impl Context for Request {}
@@ -125,7 +130,18 @@ impl HttpContext for Request {
             .pick(&HostStore, &mut HostMetrics, &cluster, started)
         {
             Decision::Override(pick) => {
-                set_request_header(&w.header, Some(&pick.addr));
+                // `winner,runner-up`: override_host takes them in order, one per attempt.
+                let value = match &pick.runner_up {
+                    Some(runner_up) => {
+                        w.value.clear();
+                        w.value.push_str(&pick.addr);
+                        w.value.push(',');
+                        w.value.push_str(runner_up);
+                        w.value.as_str()
+                    }
+                    None => &pick.addr,
+                };
+                set_request_header(&w.header, Some(value));
                 Some(pick)
             }
             Decision::Fallback(_) => {

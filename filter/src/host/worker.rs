@@ -7,6 +7,9 @@ use crate::config::Config;
 pub struct Worker {
     pub balancer: Balancer,
     pub header: String,
+    /// The override header's value of the request being picked (reused, so a pick
+    /// allocates nothing).
+    pub value: String,
     pub balance_all_http: bool,
 }
 
@@ -14,6 +17,7 @@ impl Worker {
     pub fn new(config: Config, prefix: &str, seed: u64) -> Self {
         Self {
             header: config.override_header.clone(),
+            value: String::with_capacity(96),
             balance_all_http: config.balance_all_http,
             balancer: Balancer::new(config, prefix, seed),
         }

@@ -3,6 +3,7 @@
 //! runs in the `bench` binary.
 //!
 //! - [`plan`]: scenarios, policies, their Envoy configs, offered load, durations.
+//! - [`envoy_config`]: a policy's Envoy config with the scenario's greeters as endpoints.
 //! - [`cpu`]: a process's CPU time from `/proc/<pid>/stat`.
 //! - [`overhead`]: CPU time per request per round, and the median over rounds.
 //! - [`summary`]: the shape of `target/bench/summary.json`.
@@ -12,6 +13,7 @@
 //! - [`publish`]: swapping the tables into `docs/benchmark.md`.
 
 pub mod cpu;
+pub mod envoy_config;
 pub mod goals;
 pub mod hostcall_costs;
 pub mod overhead;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use e2e::Greeter;
+use e2e::{Greeter, BACKEND_PORTS};
 
 /// How Envoy balances, by the configuration it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -13,7 +13,9 @@ pub enum Policy {
     LeastRequest,
     /// The ewma-balancer filter with `override_host`.
     Ewma,
-    /// Round robin over the two healthy greeters only: the physical best for one-slow.
+    /// The same filter with the retry policy `ewma.yaml` documents switched on.
+    EwmaRetry,
+    /// Round robin over the scenario's healthy greeters only: the physical best.
     Oracle,
     /// A no-op Wasm filter with `override_host`: the floor of any such filter's cost.
     WasmFloor,
@@ -29,18 +31,21 @@ impl Policy {
             Self::RoundRobin => "round_robin",
             Self::LeastRequest => "least_request",
             Self::Ewma => "ewma",
+            Self::EwmaRetry => "ewma_retry",
             Self::Oracle => "oracle",
             Self::WasmFloor => "wasm_floor",
             Self::Hostcalls => "hostcalls",
         }
     }
 
-    /// Its Envoy configuration, relative to the repository root.
+    /// Its Envoy configuration, relative to the repository root. A scenario run uses a
+    /// copy with the `greeter` cluster's endpoints set to [`Scenario::endpoints`].
     pub fn config(self) -> &'static str {
         match self {
             Self::RoundRobin => "envoy-configs/static/round-robin.yaml",
             Self::LeastRequest => "envoy-configs/static/least-request.yaml",
             Self::Ewma => "envoy-configs/static/ewma.yaml",
+            Self::EwmaRetry => "envoy-configs/bench/ewma-retry.yaml",
             Self::Oracle => "envoy-configs/bench/oracle.yaml",
             Self::WasmFloor => "envoy-configs/bench/wasm-floor.yaml",
             Self::Hostcalls => "envoy-configs/bench/hostcalls.yaml",
@@ -50,7 +55,7 @@ impl Policy {
     /// The Wasm module its configuration loads, relative to the repository root.
     pub fn wasm_module(self) -> Option<&'static str> {
         match self {
-            Self::Ewma => Some("target/wasm32-wasip1/release/ewma_balancer.wasm"),
+            Self::Ewma | Self::EwmaRetry => Some("target/wasm32-wasip1/release/ewma_balancer.wasm"),
             Self::WasmFloor => Some("target/wasm32-wasip1/release/wasm_floor.wasm"),
             Self::Hostcalls => Some(PROBE_MODULE),
             Self::RoundRobin | Self::LeastRequest | Self::Oracle => None,
@@ -69,10 +74,19 @@ pub const OVERHEAD_POLICIES: [Policy; 4] = [
     Policy::Ewma,
 ];
 
-/// The port of the greeter a scenario makes slow, failing or dead.
+/// The port of the greeter `one-slow`, `fast-fail` and `churn` make slow, failing or
+/// dead.
 pub const ODD_ONE_OUT: u16 = 50053;
 
-/// Three greeters on 127.0.0.1:50051-50053, and what happens to the third.
+/// The ten greeters of `many-slow`, 127.0.0.1:50051-50060.
+pub const MANY_PORTS: [u16; 10] = [
+    50051, 50052, 50053, 50054, 50055, 50056, 50057, 50058, 50059, 50060,
+];
+
+/// The four greeters `many-slow` makes slow, 127.0.0.1:50057-50060.
+pub const MANY_SLOW_PORTS: [u16; 4] = [50057, 50058, 50059, 50060];
+
+/// The greeters of a scenario, and what happens to the odd ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scenario {
     /// Three equal backends.
@@ -83,11 +97,19 @@ pub enum Scenario {
     FastFail,
     /// The third backend is killed a third into the run and restarted two thirds in.
     Churn,
+    /// Ten backends, the last four 40 ms later.
+    ManySlow,
 }
 
 impl Scenario {
     /// All scenarios, in the order they run and are shown.
-    pub const ALL: [Scenario; 4] = [Self::Equal, Self::OneSlow, Self::FastFail, Self::Churn];
+    pub const ALL: [Scenario; 5] = [
+        Self::Equal,
+        Self::OneSlow,
+        Self::FastFail,
+        Self::Churn,
+        Self::ManySlow,
+    ];
 
     /// The key in `summary.json`.
     pub fn key(self) -> &'static str {
@@ -96,6 +118,7 @@ impl Scenario {
             Self::OneSlow => "one-slow",
             Self::FastFail => "fast-fail",
             Self::Churn => "churn",
+            Self::ManySlow => "many-slow",
         }
     }
 
@@ -106,6 +129,7 @@ impl Scenario {
             Self::OneSlow => "127.0.0.1:50053 answers 40 ms later",
             Self::FastFail => "127.0.0.1:50053 answers UNAVAILABLE at once",
             Self::Churn => "127.0.0.1:50053 killed at 1/3 of the run, restarted at 2/3",
+            Self::ManySlow => "ten backends, 127.0.0.1:50057-50060 answer 40 ms later",
         }
     }
 
@@ -118,31 +142,75 @@ impl Scenario {
             Policy::Ewma,
             Policy::Oracle,
         ];
+        const WITH_RETRY: &[Policy] = &[
+            Policy::RoundRobin,
+            Policy::LeastRequest,
+            Policy::Ewma,
+            Policy::EwmaRetry,
+        ];
+        const WITH_RETRY_AND_ORACLE: &[Policy] = &[
+            Policy::RoundRobin,
+            Policy::LeastRequest,
+            Policy::Ewma,
+            Policy::EwmaRetry,
+            Policy::Oracle,
+        ];
         match self {
-            Self::OneSlow => WITH_ORACLE,
-            Self::Equal | Self::FastFail | Self::Churn => THREE,
+            Self::OneSlow => WITH_RETRY_AND_ORACLE,
+            Self::FastFail => WITH_RETRY,
+            Self::ManySlow => WITH_ORACLE,
+            Self::Equal | Self::Churn => THREE,
         }
     }
 
+    /// The ports of the scenario's greeters, all on 127.0.0.1.
+    pub fn ports(self) -> &'static [u16] {
+        match self {
+            Self::ManySlow => &MANY_PORTS,
+            Self::Equal | Self::OneSlow | Self::FastFail | Self::Churn => &BACKEND_PORTS,
+        }
+    }
+
+    /// The ports of the greeters the scenario makes slow, failing or dead.
+    pub fn odd_ports(self) -> &'static [u16] {
+        match self {
+            Self::Equal => &[],
+            Self::OneSlow | Self::FastFail | Self::Churn => &[ODD_ONE_OUT],
+            Self::ManySlow => &MANY_SLOW_PORTS,
+        }
+    }
+
+    /// The endpoints `policy`'s Envoy balances over in this scenario: every greeter, or
+    /// for the oracle only those the scenario leaves alone.
+    pub fn endpoints(self, policy: Policy) -> Vec<u16> {
+        let odd = self.odd_ports();
+        self.ports()
+            .iter()
+            .copied()
+            .filter(|port| policy != Policy::Oracle || !odd.contains(port))
+            .collect()
+    }
+
     /// The greeters of this scenario.
-    pub fn greeters(self, ports: &[u16]) -> Vec<Greeter> {
-        ports
+    pub fn greeters(self) -> Vec<Greeter> {
+        self.ports()
             .iter()
             .map(|&port| {
                 let greeter = Greeter::on(port);
+                if !self.odd_ports().contains(&port) {
+                    return greeter;
+                }
                 match self {
-                    Self::OneSlow if port == ODD_ONE_OUT => greeter.delay(SLOW_BY),
-                    Self::FastFail if port == ODD_ONE_OUT => {
-                        greeter.fail_rate(1.0).fail_code("UNAVAILABLE")
-                    }
-                    _ => greeter,
+                    Self::OneSlow | Self::ManySlow => greeter.delay(SLOW_BY),
+                    Self::FastFail => greeter.fail_rate(1.0).fail_code("UNAVAILABLE"),
+                    Self::Equal | Self::Churn => greeter,
                 }
             })
             .collect()
     }
 }
 
-/// How much slower the slow backend of `one-slow` is.
+/// How much slower the slow backends of `one-slow` and `many-slow` are.
 pub const SLOW_BY: Duration = Duration::from_millis(40);
 
 /// Offered load and durations of a whole benchmark.
@@ -172,7 +240,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `make bench`: about four minutes.
+    /// `make bench`: about five minutes.
     pub fn full() -> Self {
         Self {
             qps: 400.0,
@@ -188,7 +256,7 @@ impl Plan {
         }
     }
 
-    /// `BENCH_QUICK=1 make bench`: the same runs, shorter; about a minute.
+    /// `BENCH_QUICK=1 make bench`: the same runs, shorter; under two minutes.
     pub fn quick() -> Self {
         Self {
             warm_up: Duration::from_millis(500),
@@ -211,34 +279,87 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_scenario_compares_the_three_policies_and_one_slow_the_oracle_too() {
-        for scenario in Scenario::ALL {
-            let keys: Vec<_> = scenario.policies().iter().map(|p| p.key()).collect();
-            let expected: &[&str] = if scenario == Scenario::OneSlow {
-                &["round_robin", "least_request", "ewma", "oracle"]
-            } else {
-                &["round_robin", "least_request", "ewma"]
-            };
-            assert_eq!(keys, expected, "{}", scenario.key());
-        }
+    fn every_scenario_compares_the_three_policies_with_retry_and_oracle_where_they_tell() {
+        let keys = |scenario: Scenario| -> Vec<&str> {
+            scenario.policies().iter().map(|p| p.key()).collect()
+        };
+        let three = ["round_robin", "least_request", "ewma"];
+        assert_eq!(keys(Scenario::Equal), three);
+        assert_eq!(keys(Scenario::Churn), three);
+        assert_eq!(
+            keys(Scenario::OneSlow),
+            [
+                "round_robin",
+                "least_request",
+                "ewma",
+                "ewma_retry",
+                "oracle"
+            ]
+        );
+        assert_eq!(
+            keys(Scenario::FastFail),
+            ["round_robin", "least_request", "ewma", "ewma_retry"]
+        );
+        assert_eq!(
+            keys(Scenario::ManySlow),
+            ["round_robin", "least_request", "ewma", "oracle"]
+        );
     }
 
     #[test]
     fn only_the_third_greeter_is_odd() {
-        let ports = [50051, 50052, 50053];
         let healthy = Greeter::on(50051);
-        let one_slow = Scenario::OneSlow.greeters(&ports);
+        let one_slow = Scenario::OneSlow.greeters();
+        assert_eq!(one_slow.len(), 3);
         assert_eq!(one_slow[0], healthy);
         assert_eq!(
             one_slow[2],
             Greeter::on(50053).delay(Duration::from_millis(40))
         );
-        let fast_fail = Scenario::FastFail.greeters(&ports);
+        let fast_fail = Scenario::FastFail.greeters();
         assert_eq!(
             fast_fail[2],
             Greeter::on(50053).fail_rate(1.0).fail_code("UNAVAILABLE")
         );
-        assert_eq!(Scenario::Churn.greeters(&ports)[2], Greeter::on(50053));
+        assert_eq!(Scenario::Churn.greeters()[2], Greeter::on(50053));
+        assert_eq!(Scenario::Equal.greeters()[2], Greeter::on(50053));
+    }
+
+    #[test]
+    fn many_slow_has_ten_greeters_and_the_last_four_are_slow() {
+        let greeters = Scenario::ManySlow.greeters();
+        let ports: Vec<u16> = greeters.iter().map(Greeter::port).collect();
+        assert_eq!(ports, (50051..=50060).collect::<Vec<u16>>());
+        for greeter in &greeters[..6] {
+            assert_eq!(*greeter, Greeter::on(greeter.port()));
+        }
+        for greeter in &greeters[6..] {
+            assert_eq!(
+                *greeter,
+                Greeter::on(greeter.port()).delay(Duration::from_millis(40))
+            );
+        }
+    }
+
+    #[test]
+    fn the_oracle_balances_over_the_healthy_greeters_only() {
+        assert_eq!(Scenario::OneSlow.endpoints(Policy::Oracle), [50051, 50052]);
+        assert_eq!(
+            Scenario::OneSlow.endpoints(Policy::Ewma),
+            [50051, 50052, 50053]
+        );
+        assert_eq!(
+            Scenario::ManySlow.endpoints(Policy::Oracle),
+            [50051, 50052, 50053, 50054, 50055, 50056]
+        );
+        assert_eq!(
+            Scenario::ManySlow.endpoints(Policy::RoundRobin),
+            (50051..=50060).collect::<Vec<u16>>()
+        );
+        assert_eq!(
+            Scenario::Equal.endpoints(Policy::Oracle),
+            [50051, 50052, 50053]
+        );
     }
 
     #[test]

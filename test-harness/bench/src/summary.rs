@@ -90,7 +90,7 @@ impl PerPolicy {
             Policy::WasmFloor => Some(self.wasm_floor),
             Policy::Hostcalls => Some(self.hostcalls),
             Policy::Ewma => Some(self.ewma),
-            Policy::LeastRequest | Policy::Oracle => None,
+            Policy::LeastRequest | Policy::EwmaRetry | Policy::Oracle => None,
         }
     }
 
@@ -101,7 +101,7 @@ impl PerPolicy {
             Policy::WasmFloor => self.wasm_floor = value,
             Policy::Hostcalls => self.hostcalls = value,
             Policy::Ewma => self.ewma = value,
-            Policy::LeastRequest | Policy::Oracle => {}
+            Policy::LeastRequest | Policy::EwmaRetry | Policy::Oracle => {}
         }
     }
 }

@@ -76,6 +76,7 @@ pub fn colour(policy: Policy) -> &'static str {
         Policy::RoundRobin => "#4e79a7",
         Policy::LeastRequest => "#f28e2b",
         Policy::Ewma => "#59a14f",
+        Policy::EwmaRetry => "#8cd17d",
         Policy::Oracle => "#9c9c9c",
         Policy::WasmFloor => "#b07aa1",
         Policy::Hostcalls => "#76b7b2",

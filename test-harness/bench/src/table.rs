@@ -1,11 +1,11 @@
 //! The Markdown tables docs/benchmark.md embeds (`target/bench/summary.md`).
 
-use std::{fmt::Write as _, time::Duration};
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use super::{
-    goals::goals,
+    goals::{goals, share_of},
     overhead::OverheadSamples,
-    plan::{Plan, Policy, Scenario, OVERHEAD_POLICIES},
+    plan::{Plan, Policy, Scenario, ODD_ONE_OUT, OVERHEAD_POLICIES},
     summary::{BenchSummary, Overhead, RunResult},
 };
 
@@ -36,7 +36,11 @@ pub fn markdown(summary: &BenchSummary, setup: &Setup) -> String {
         out,
         "Open loop at {} calls/s (at most {} in flight) over one HTTP/2 connection through \
          Envoy ({} workers); {} warm-up, then {} measured per run{}. Latencies in ms, of \
-         successful calls, from their intended send time. Whole benchmark: {:.0} s.\n",
+         successful calls, from their intended send time. Whole benchmark: {:.0} s.\n\n\
+         Shares are of the successful calls, in %; for {many}'s {} backends, the range over \
+         the {} fast ones and over the {} slow ones (×count). *Odd share*: the part that went \
+         to the backends the scenario makes slow, failing or dead (127.0.0.1:{ODD_ONE_OUT}; \
+         {} in {many}).\n",
         plan.qps,
         plan.concurrency,
         plan.envoy_workers,
@@ -47,18 +51,23 @@ pub fn markdown(summary: &BenchSummary, setup: &Setup) -> String {
         } else {
             ""
         },
-        setup.elapsed.as_secs_f64()
+        setup.elapsed.as_secs_f64(),
+        Scenario::ManySlow.ports().len(),
+        Scenario::ManySlow.ports().len() - Scenario::ManySlow.odd_ports().len(),
+        Scenario::ManySlow.odd_ports().len(),
+        port_range(Scenario::ManySlow.odd_ports()),
+        many = Scenario::ManySlow.key(),
     );
     let _ = writeln!(
         out,
-        "| scenario | policy | p50 | p90 | p99 | p999 | max | success | rps | share {} (%) |",
+        "| scenario | policy | p50 | p90 | p99 | p999 | max | success | rps | share {} (%) | odd share (%) |",
         ports.join(" / ")
     );
-    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|:-:|\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|:-:|--:|\n");
     for scenario in Scenario::ALL {
         for &policy in scenario.policies() {
             if let Some(run) = summary.result(scenario, policy) {
-                scenario_row(&mut out, scenario, policy, run, &setup.backends);
+                scenario_row(&mut out, scenario, policy, run);
             }
         }
     }
@@ -139,20 +148,17 @@ fn breakdown(overhead: &Overhead) -> Option<String> {
     ))
 }
 
-fn scenario_row(
-    out: &mut String,
-    scenario: Scenario,
-    policy: Policy,
-    run: &RunResult,
-    backends: &[String],
-) {
-    let shares: Vec<String> = backends
-        .iter()
-        .map(|b| format!("{:.1}", 100.0 * run.share.get(b).copied().unwrap_or(0.0)))
-        .collect();
+fn scenario_row(out: &mut String, scenario: Scenario, policy: Policy, run: &RunResult) {
+    let shares = share_cell(scenario, &run.share);
+    let odd = scenario.odd_ports();
+    let odd_share = if odd.is_empty() {
+        "–".to_owned()
+    } else {
+        format!("{:.2}", 100.0 * share_of(run, odd))
+    };
     let _ = writeln!(
         out,
-        "| {} | {} | {} | {} | {} | {} | {} | {:.2} % | {:.0} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {:.2} % | {:.0} | {shares} | {odd_share} |",
         scenario.key(),
         policy.key(),
         latency(run.p50_ms),
@@ -162,8 +168,61 @@ fn scenario_row(
         latency(run.max_ms),
         100.0 * run.success_rate,
         run.rps,
-        shares.join(" / ")
     );
+}
+
+/// Backends' shares of the successful calls in percent: each one's, in port order, for
+/// a scenario of up to three backends (`33.3 / 33.3 / 33.4`), else
+/// [`grouped_shares`].
+pub fn share_cell(scenario: Scenario, share: &BTreeMap<String, f64>) -> String {
+    let ports = scenario.ports();
+    if ports.len() > 3 {
+        return grouped_shares(scenario, share);
+    }
+    let shares: Vec<String> = ports
+        .iter()
+        .map(|port| format!("{:.1}", 100.0 * port_share(share, *port)))
+        .collect();
+    shares.join(" / ")
+}
+
+/// The range of the shares (%) of the backends a scenario leaves alone and of those it
+/// makes odd, with their counts: `16.1–17.0 ×6 / 0.0–0.2 ×4`.
+pub fn grouped_shares(scenario: Scenario, share: &BTreeMap<String, f64>) -> String {
+    let odd = scenario.odd_ports();
+    let (healthy, odd): (Vec<u16>, Vec<u16>) = scenario
+        .ports()
+        .iter()
+        .partition(|port| !odd.contains(port));
+    [healthy, odd]
+        .iter()
+        .filter(|group| !group.is_empty())
+        .map(|group| {
+            let percents = group.iter().map(|port| 100.0 * port_share(share, *port));
+            let lo = percents.clone().fold(f64::INFINITY, f64::min);
+            let hi = percents.fold(f64::NEG_INFINITY, f64::max);
+            let (lo, hi) = (format!("{lo:.1}"), format!("{hi:.1}"));
+            let range = if lo == hi { lo } else { format!("{lo}–{hi}") };
+            format!("{range} ×{}", group.len())
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn port_share(share: &BTreeMap<String, f64>, port: u16) -> f64 {
+    share
+        .get(&format!("127.0.0.1:{port}"))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// `50057-50060`, or the one port.
+fn port_range(ports: &[u16]) -> String {
+    match ports {
+        [] => String::new(),
+        [port] => port.to_string(),
+        [first, .., last] => format!("{first}-{last}"),
+    }
 }
 
 /// Three significant digits or so: `0.62`, `41.3`, `1204`.
@@ -218,6 +277,19 @@ mod tests {
         ]);
         summary.insert(Scenario::OneSlow, Policy::RoundRobin, slow);
         summary.insert(Scenario::OneSlow, Policy::Ewma, run(0.9, 2.6, 0.9995));
+        summary.insert(Scenario::Equal, Policy::Ewma, run(0.9, 2.0, 1.0));
+        let mut many = run(0.9, 2.7, 1.0);
+        many.share = (50051..=50060)
+            .map(|port| {
+                let share = match port {
+                    50051..=50055 => 0.166,
+                    50056 => 0.1691,
+                    _ => 0.0004,
+                };
+                (format!("127.0.0.1:{port}"), share)
+            })
+            .collect();
+        summary.insert(Scenario::ManySlow, Policy::Ewma, many);
         let mut samples = OverheadSamples::default();
         for (policy, cpu_ms, rps, p50_ms) in [
             (Policy::RoundRobin, 2_000, 3_000.0, 9.5),
@@ -251,16 +323,19 @@ mod tests {
         let text = markdown(&summary, &setup);
         let expected_lines = [
             "Open loop at 400 calls/s (at most 64 in flight) over one HTTP/2 connection through Envoy (2 workers); 2 s warm-up, then 10 s measured per run. Latencies in ms, of successful calls, from their intended send time. Whole benchmark: 241 s.",
-            "| scenario | policy | p50 | p90 | p99 | p999 | max | success | rps | share 50051 / 50052 / 50053 (%) |",
-            "| one-slow | round_robin | 1.00 | 2.00 | 41.0 | 82.0 | 123 | 100.00 % | 400 | 33.3 / 33.3 / 33.3 |",
-            "| one-slow | ewma | 0.90 | 1.80 | 2.60 | 5.20 | 7.80 | 99.95 % | 400 | 50.0 / 50.0 / 0.0 |",
+            "Shares are of the successful calls, in %; for many-slow's 10 backends, the range over the 6 fast ones and over the 4 slow ones (×count). *Odd share*: the part that went to the backends the scenario makes slow, failing or dead (127.0.0.1:50053; 50057-50060 in many-slow).",
+            "| scenario | policy | p50 | p90 | p99 | p999 | max | success | rps | share 50051 / 50052 / 50053 (%) | odd share (%) |",
+            "| equal | ewma | 0.90 | 1.80 | 2.00 | 4.00 | 6.00 | 100.00 % | 400 | 50.0 / 50.0 / 0.0 | – |",
+            "| one-slow | round_robin | 1.00 | 2.00 | 41.0 | 82.0 | 123 | 100.00 % | 400 | 33.3 / 33.3 / 33.3 | 33.33 |",
+            "| one-slow | ewma | 0.90 | 1.80 | 2.60 | 5.20 | 7.80 | 99.95 % | 400 | 50.0 / 50.0 / 0.0 | 0.00 |",
+            "| many-slow | ewma | 0.90 | 1.80 | 2.70 | 5.40 | 8.10 | 100.00 % | 400 | 16.6–16.9 ×6 / 0.0 ×4 | 0.16 |",
             "| round_robin | 100.0 | – | 100 | 3000 | 9.50 |",
             "| wasm_floor | 140.0 | +40.0 (+40 %) | 140 | 2500 | 11.0 |",
             "| hostcalls | 148.0 | +48.0 (+48 %) | 148 | 2420 | 11.5 |",
             "| ewma | 150.0 | +50.0 (+50 %) | 150 / 165 / 145 | 2400 | 12.2 |",
             "Of ewma's +10.0 µs over wasm_floor, +8.0 µs is its host calls alone (`hostcalls`: the `wasm-probe` module making the same calls per request with no logic) and +2.0 µs its own code.",
             "| one-slow: ewma p99 vs round_robin | ≤ 0.2× | 0.06× (2.60 / 41.00 ms) | met |",
-            "| overhead: ewma extra CPU/request over round_robin vs wasm_floor's | ≤ 1.3× | 1.25× (ewma +50.0 µs, wasm_floor +40.0 µs) | met |",
+            "| overhead: ewma extra CPU/request over round_robin vs hostcalls' | ≤ 1.15× | 1.04× (ewma +50.0 µs, hostcalls +48.0 µs) | met |",
         ];
         for line in expected_lines {
             assert!(
@@ -268,5 +343,29 @@ mod tests {
                 "missing line {line:?} in\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn three_backends_show_each_share_and_ten_show_ranges() {
+        let share = |pairs: &[(u16, f64)]| -> BTreeMap<String, f64> {
+            pairs
+                .iter()
+                .map(|&(port, share)| (format!("127.0.0.1:{port}"), share))
+                .collect()
+        };
+        let three = share(&[(50051, 0.476), (50052, 0.521), (50053, 0.003)]);
+        assert_eq!(share_cell(Scenario::OneSlow, &three), "47.6 / 52.1 / 0.3");
+        let mut ten: Vec<(u16, f64)> = (50051..=50056)
+            .map(|p| (p, 0.15 + 0.002 * f64::from(p - 50051)))
+            .collect();
+        ten.extend([(50057, 0.05), (50058, 0.0), (50059, 0.011), (50060, 0.0)]);
+        assert_eq!(
+            share_cell(Scenario::ManySlow, &share(&ten)),
+            "15.0–16.0 ×6 / 0.0–5.0 ×4"
+        );
+        assert_eq!(
+            share_cell(Scenario::ManySlow, &BTreeMap::new()),
+            "0.0 ×6 / 0.0 ×4"
+        );
     }
 }

@@ -100,6 +100,9 @@ impl Endpoint {
 
 /// What to run.
 pub struct Scenario {
+    /// Independent Envoys (each its own shared data and clock), `workers` VMs each.
+    pub proxies: usize,
+    /// Workers (VMs sharing one shared-data store) per Envoy.
     pub workers: usize,
     pub endpoints: Vec<Endpoint>,
     pub requests: usize,
@@ -122,6 +125,7 @@ pub struct Scenario {
 impl Scenario {
     pub fn new(endpoints: Vec<Endpoint>) -> Self {
         Self {
+            proxies: 1,
             workers: 1,
             endpoints,
             requests: 1000,
@@ -142,9 +146,12 @@ impl Scenario {
 pub struct Served {
     pub index: usize,
     pub at: Nanos,
+    /// The VM that handled it: `proxy × workers + worker`.
     pub worker: usize,
-    /// What the filter named in the override header (after it ran).
+    /// The endpoint the filter named first in the override header (after it ran).
     pub chosen: Option<String>,
+    /// The one it named second, for a retry (`winner,runner-up`).
+    pub runner_up: Option<String>,
     /// The endpoint that served it (`None`: no endpoint in the cluster).
     pub endpoint: Option<String>,
     pub reply: Reply,
@@ -201,10 +208,16 @@ impl Scenario {
         // random choices from the time it is configured).
         let mut options = self.options.clone();
         options.upstreams.extend(self.admin_cluster.clone());
-        let mut vms = (0..self.workers.max(1))
-            .map(|w| {
-                host.set_now((self.clock)(0) + w as Nanos * 7_919);
-                host.vm(&options)
+        // The first Envoy is `host` itself (its shared data and stats stay readable).
+        let others: Vec<WasmHost> = (1..self.proxies.max(1)).map(|_| host.fresh()).collect();
+        let mut vms = std::iter::once(host)
+            .chain(others.iter())
+            .flat_map(|proxy| (0..self.workers.max(1)).map(move |w| (proxy, w)))
+            .map(|(proxy, w)| {
+                proxy.set_now((self.clock)(0) + w as Nanos * 7_919);
+                let vm = proxy.vm(&options);
+                proxy.set_now((self.clock)(0));
+                vm
             })
             .collect::<Result<Vec<_>>>()?;
         host.set_now((self.clock)(0));
@@ -259,6 +272,7 @@ impl Scenario {
             if tick == Some(t) {
                 for (w, vm) in vms.iter_mut().enumerate() {
                     if let Some(due) = next_tick[w].filter(|&d| d == t) {
+                        vm.set_now((self.clock)(t));
                         run.tick_cost += vm.tick()?;
                         run.ticks += 1;
                         next_tick[w] = vm.tick_period().map(|p| due + p.as_nanos() as Nanos);
@@ -283,6 +297,7 @@ impl Scenario {
                 let Some((index, reply)) = in_flight.remove(&(c.worker, c.ctx)) else {
                     continue;
                 };
+                vms[c.worker].set_now((self.clock)(t));
                 let cost = respond(&mut vms[c.worker], c.ctx, reply)?;
                 if index >= self.warm_up {
                     run.request_cost += cost;
@@ -294,6 +309,7 @@ impl Scenario {
             arrived += 1;
             let worker = index % vms.len();
             let vm = &mut vms[worker];
+            vm.set_now((self.clock)(t));
             let mut request = headers(&[
                 (":method", "POST"),
                 (":path", "/helloworld.Greeter/SayHello"),
@@ -349,6 +365,8 @@ impl Scenario {
                 Some(i) => {
                     let e = &self.endpoints[i];
                     vm.set_property(ctx, &["upstream", "address"], e.addr.as_bytes().to_vec());
+                    // This Envoy never retries: one attempt.
+                    vm.set_property(ctx, &["upstream", "request_attempt_count"], int(1));
                     let reply = (e.reply)(t);
                     let latency = match reply {
                         Reply::ConnectFailure => Duration::from_micros(100),
@@ -370,7 +388,14 @@ impl Scenario {
                 index,
                 at: t,
                 worker,
-                chosen: named,
+                chosen: named
+                    .as_deref()
+                    .and_then(|l| l.split(',').next())
+                    .map(|h| h.trim().to_owned()),
+                runner_up: named
+                    .as_deref()
+                    .and_then(|l| l.split(',').nth(1))
+                    .map(|h| h.trim().to_owned()),
                 endpoint,
                 reply,
             });

@@ -237,6 +237,11 @@ pub fn property_path(path: &[&str]) -> Vec<u8> {
 }
 
 impl Vm {
+    /// Sets the clock of this VM's Envoy (every VM of one [`WasmHost`] shares it).
+    pub fn set_now(&self, ns: u64) {
+        self.store.data().env.set_now_ns(ns);
+    }
+
     /// Runs one callback with `current` as the effective context, measuring its cost.
     fn call<R>(
         &mut self,

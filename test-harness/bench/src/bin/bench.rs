@@ -3,17 +3,19 @@
 //! saturation; writes `target/bench/summary.json`, `latency.svg` and `summary.md`.
 //!
 //! ```text
-//! make bench                   # under four minutes
-//! BENCH_QUICK=1 make bench     # the same runs, shorter: about a minute
+//! make bench                   # about five minutes
+//! BENCH_QUICK=1 make bench     # the same runs, shorter: under two minutes
 //! make bench-publish           # copy the latest tables and chart into docs/benchmark.md and docs/bench/
 //! make bench-hostcalls         # what each proxy-wasm host call costs: target/bench/hostcalls.*
 //! ```
 //!
 //! Scenarios run one after another, each under each policy with a fresh Envoy: warm-up
-//! load first (not counted), then the measured run. The fixed ports (Envoy 10000 and
-//! 9901, greeters 50051-50053) are held only while the benchmark runs, under the same
-//! cross-process lock as the end-to-end tests; every process is a guard that stops it
-//! when dropped, also on error.
+//! load first (not counted), then the measured run. Each run's Envoy gets a copy of the
+//! policy's configuration with the scenario's greeters as the `greeter` cluster's
+//! endpoints (`target/bench/configs/<scenario>-<policy>.yaml`). The fixed ports (Envoy
+//! 10000 and 9901, greeters 50051-50060) are held only while the benchmark runs, under
+//! the same cross-process lock as the end-to-end tests; every process is a guard that
+//! stops it when dropped, also on error.
 
 #![forbid(unsafe_code)]
 
@@ -26,13 +28,14 @@ use std::{
 
 use bench::{
     cpu::process_cpu_time,
+    envoy_config::with_greeter_endpoints,
     hostcall_costs::{self, HostcallRounds, ProbeRun, REPEAT},
     overhead::{OverheadSample, OverheadSamples},
     plan::{Plan, Policy, Scenario, ODD_ONE_OUT, OVERHEAD_POLICIES},
     publish,
     summary::{BenchSummary, RunResult},
     svg::latency_svg,
-    table::{human, markdown, Setup},
+    table::{human, markdown, share_cell, Setup},
 };
 use clap::Parser;
 use e2e::{
@@ -51,9 +54,10 @@ const PUBLISHED_CHART: &str = "docs/bench/latency.svg";
 const REQUESTS_STAT: &str = "http.greeter.downstream_rq_total";
 /// Per-call deadline; Envoy's route timeout is 5 s too.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// The time limits the benchmark is meant to stay within.
-const BUDGET_FULL: Duration = Duration::from_secs(300);
-const BUDGET_QUICK: Duration = Duration::from_secs(90);
+/// The time limits the benchmark is meant to stay within (19 scenario runs
+/// since many-slow and ewma_retry, then the overhead rounds).
+const BUDGET_FULL: Duration = Duration::from_secs(360);
+const BUDGET_QUICK: Duration = Duration::from_secs(120);
 /// Rounds of `--hostcalls` (13 runs each).
 const HOSTCALL_ROUNDS: u32 = 3;
 
@@ -112,10 +116,10 @@ async fn bench() -> Result<(), String> {
     let mut summary = BenchSummary::default();
     for scenario in Scenario::ALL {
         println!("{}: {}", scenario.key(), scenario.description());
-        let mut greeters = spawn_greeters(scenario.greeters(&BACKEND_PORTS), &server)?;
+        let mut greeters = spawn_greeters(scenario.greeters(), &server)?;
         for &policy in scenario.policies() {
             let run = scenario_run(&plan, scenario, policy, &mut greeters).await?;
-            println!("  {:<14} {}", policy.key(), one_line(&run));
+            println!("  {:<14} {}", policy.key(), one_line(scenario, &run));
             summary.insert(scenario, policy, RunResult::from(&run));
         }
     }
@@ -213,11 +217,9 @@ async fn scenario_run(
     policy: Policy,
     greeters: &mut [GreeterProcess],
 ) -> Result<LoadgenSummary, String> {
-    let _envoy = start_envoy(
-        &repo_root().join(policy.config()),
-        &format!("bench-{}-{}", scenario.key(), policy.key()),
-        plan.envoy_workers,
-    )?;
+    let name = format!("{}-{}", scenario.key(), policy.key());
+    let config = run_config(scenario, policy, &name)?;
+    let _envoy = start_envoy(&config, &format!("bench-{name}"), plan.envoy_workers)?;
     load(&open_loop(plan, plan.warm_up)).await?;
     let spec = open_loop(plan, plan.measure);
     let report = if scenario == Scenario::Churn {
@@ -233,6 +235,24 @@ async fn scenario_run(
         load(&spec).await?
     };
     Ok(report.summary)
+}
+
+/// Writes `target/bench/configs/<name>.yaml`: `policy`'s configuration with the greeters
+/// `scenario` gives it as the `greeter` cluster's endpoints.
+fn run_config(scenario: Scenario, policy: Policy, name: &str) -> Result<PathBuf, String> {
+    let root = repo_root();
+    let source = policy.config();
+    let text = fs::read_to_string(root.join(source))
+        .map_err(|error| format!("cannot read {source}: {error}"))?;
+    let path = root
+        .join(OUT_DIR)
+        .join("configs")
+        .join(format!("{name}.yaml"));
+    write(
+        &path,
+        &with_greeter_endpoints(&text, source, &scenario.endpoints(policy))?,
+    )?;
+    Ok(path)
 }
 
 /// Kills `greeter` at `kill_at` and starts it again at `restart_at` from now.
@@ -256,7 +276,7 @@ async fn overhead(plan: &Plan, server: &Path) -> Result<OverheadSamples, String>
         "overhead: equal backends, closed loop, {} in flight, Envoy with {} worker(s)",
         plan.overhead_concurrency, plan.overhead_workers
     );
-    let _greeters = spawn_greeters(Scenario::Equal.greeters(&BACKEND_PORTS), server)?;
+    let _greeters = spawn_greeters(Scenario::Equal.greeters(), server)?;
     let mut samples = OverheadSamples::default();
     for round in 1..=plan.overhead_rounds {
         for policy in OVERHEAD_POLICIES {
@@ -267,7 +287,7 @@ async fn overhead(plan: &Plan, server: &Path) -> Result<OverheadSamples, String>
                 "  round {round} {:<12} {}  share {} %",
                 policy.key(),
                 sample_line(&sample),
-                shares(&report)
+                share_cell(Scenario::Equal, &report.share)
             );
             samples.add(policy, sample);
         }
@@ -342,7 +362,7 @@ async fn hostcalls() -> Result<(), String> {
          worker(s), {HOSTCALL_ROUNDS} rounds",
         plan.overhead_concurrency, plan.overhead_workers
     );
-    let _greeters = spawn_greeters(Scenario::Equal.greeters(&BACKEND_PORTS), &server)?;
+    let _greeters = spawn_greeters(Scenario::Equal.greeters(), &server)?;
     let mut rounds = HostcallRounds::default();
     for round in 1..=HOSTCALL_ROUNDS {
         for (run, path) in &runs {
@@ -384,23 +404,7 @@ async fn hostcalls() -> Result<(), String> {
     Ok(())
 }
 
-/// Each backend's share of the successful calls in percent, `33.3 / 33.3 / 33.3`.
-fn shares(run: &LoadgenSummary) -> String {
-    let shares: Vec<String> = BACKEND_PORTS
-        .iter()
-        .map(|port| {
-            let share = run
-                .share
-                .get(&format!("127.0.0.1:{port}"))
-                .copied()
-                .unwrap_or(0.0);
-            format!("{:.1}", 100.0 * share)
-        })
-        .collect();
-    shares.join(" / ")
-}
-
-fn one_line(run: &LoadgenSummary) -> String {
+fn one_line(scenario: Scenario, run: &LoadgenSummary) -> String {
     format!(
         "p50 {:>6.2}  p90 {:>6.2}  p99 {:>6.2}  p999 {:>7.2}  max {:>7.2} ms  success {:>6.2}%  {:>5.0} rps  share {} %",
         run.p50_ms,
@@ -410,7 +414,7 @@ fn one_line(run: &LoadgenSummary) -> String {
         run.max_ms,
         100.0 * run.success_rate,
         run.rps,
-        shares(run)
+        share_cell(scenario, &run.share)
     )
 }
 

@@ -1,0 +1,209 @@
+//! Which endpoints a pick may draw from, and how a pair is decided.
+//!
+//! Plain power of two choices over every endpoint leaks in two ways that the filter
+//! already knows about (issue K, measured): when k of n endpoints are bad, both draws
+//! are bad with probability k(k−1)/(n(n−1)) (13 % for 4 of 10) and one of them gets
+//! the call whatever the costs say; and among equal endpoints the cheaper of a pair wins
+//! every time, so a sub-millisecond difference in estimates sends one endpoint two
+//! thirds of the calls and another none (0 / 34 / 49 / 67 % measured over 2 s).
+//!
+//! * **The shortlist.** On each tick the worker keeps the endpoints whose *idle cost*
+//!   (latency or failure penalty, no pending term) is within [`SHORTLIST_FACTOR`] of
+//!   the cheapest, or within [`SHORTLIST_SLACK_NS`] of it, whichever is wider; at least
+//!   two stay on it when there are two. Picks draw their pair from the shortlist only,
+//!   with live pending counts, so the work per pick stays flat in n and no share goes
+//!   to an endpoint known to be slow or failing, however many of them there are. An
+//!   endpoint whose probe found it still bad stays off until a probe says otherwise
+//!   (its estimate's decay alone does not bring it back).
+//! * **Probes.** An endpoint off the shortlist gets one call at a time (claimed in
+//!   shared data, so one per Envoy, not one per worker), once its last outcome is
+//!   [`probe_interval`](crate::failure_score::probe_interval) old: 1 s, then 2, 4, 8 and
+//!   16 s while probes keep finding it bad. A probe that comes back within the
+//!   shortlist's threshold replaces the estimate (it is the freshest word after a quiet
+//!   spell) and the endpoint is back at the next tick.
+//! * **A soft pair.** The first of the pair wins with probability
+//!   `1 / (1 + (cost_a / cost_b)^SHARPNESS)`: a clear difference is obeyed (a 2× dearer
+//!   endpoint wins 6 % of its pairs, a 5× dearer one 0.2 %), a small one is close to a
+//!   coin toss, so endpoints that only differ by noise share evenly.
+
+/// An endpoint stays on the shortlist while its idle cost is within this factor of the
+/// cheapest's …
+pub const SHORTLIST_FACTOR: f64 = 2.0;
+/// … or within this much of it, whichever is wider (sub-millisecond estimates differ by
+/// whole multiples on a busy machine without meaning anything).
+pub const SHORTLIST_SLACK_NS: f64 = 5_000_000.0;
+/// How sharply a pair follows its costs (see the module documentation).
+pub const SHARPNESS: i32 = 4;
+
+/// One endpoint as the shortlist sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    /// Latency (or failure penalty) over weight, without the pending term.
+    pub idle_cost: f64,
+    /// A probe found it bad since it last came back: only a good probe returns it.
+    pub held_out: bool,
+}
+
+/// The idle cost at or below which an endpoint belongs on the shortlist, given the
+/// cheapest idle cost among those not held out.
+pub fn threshold(cheapest: f64) -> f64 {
+    (cheapest * SHORTLIST_FACTOR).max(cheapest + SHORTLIST_SLACK_NS)
+}
+
+/// Marks in `keep` which of `candidates` go on the shortlist and returns the threshold
+/// used (`f64::MAX` when none was measured). At least `min(2, len)` are kept: the
+/// cheapest of the rest fill in, so that a pair can still be drawn (and nobody piles on
+/// one endpoint) when only one is good.
+pub fn shortlist(candidates: &[Candidate], keep: &mut Vec<bool>) -> f64 {
+    keep.clear();
+    let cheapest = candidates
+        .iter()
+        .filter(|c| !c.held_out)
+        .map(|c| c.idle_cost)
+        .fold(f64::MAX, f64::min);
+    let limit = if cheapest < f64::MAX {
+        threshold(cheapest)
+    } else {
+        f64::MAX
+    };
+    keep.extend(
+        candidates
+            .iter()
+            .map(|c| !c.held_out && c.idle_cost <= limit),
+    );
+    let want = candidates.len().min(2);
+    let mut kept = keep.iter().filter(|&&k| k).count();
+    while kept < want {
+        // The cheapest not kept yet (held out or not): at most two passes.
+        let next = candidates
+            .iter()
+            .zip(keep.iter())
+            .enumerate()
+            .filter(|(_, (_, &k))| !k)
+            .min_by(|(_, (a, _)), (_, (b, _))| a.idle_cost.total_cmp(&b.idle_cost))
+            .map(|(i, _)| i);
+        match next.and_then(|i| keep.get_mut(i)) {
+            Some(k) => *k = true,
+            None => break,
+        }
+        kept += 1;
+    }
+    limit
+}
+
+/// Whether the first of a pair gets the call, given both costs and `u`, uniform in
+/// `[0, 1)`: with probability `1 / (1 + (a / b)^SHARPNESS)`. Costs are never NaN (see
+/// `cost.rs`); a cost of zero beats any other, two zeros toss a coin.
+pub fn first_wins(a: f64, b: f64, u: f64) -> bool {
+    let p = if b > 0.0 {
+        1.0 / (1.0 + (a / b).powi(SHARPNESS))
+    } else if a > 0.0 {
+        0.0
+    } else {
+        0.5
+    };
+    u < p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: f64 = 1e6;
+
+    fn c(ms: f64) -> Candidate {
+        Candidate {
+            idle_cost: ms * MS,
+            held_out: false,
+        }
+    }
+
+    fn kept(candidates: &[Candidate]) -> (Vec<bool>, f64) {
+        let mut keep = Vec::new();
+        let t = shortlist(candidates, &mut keep);
+        (keep, t)
+    }
+
+    #[test]
+    fn the_threshold_is_twice_the_cheapest_or_five_ms_above_it() {
+        assert_eq!(threshold(MS), 6.0 * MS);
+        assert_eq!(threshold(10.0 * MS), 20.0 * MS);
+        assert_eq!(threshold(5.0 * MS), 10.0 * MS);
+    }
+
+    #[test]
+    fn slow_and_failing_endpoints_are_left_off_however_many() {
+        // Six at about 1 ms, four 40 ms slower, one failing (1 s penalty).
+        let mut all: Vec<Candidate> = (0..6).map(|i| c(0.5 + 0.2 * f64::from(i))).collect();
+        all.extend((0..4).map(|_| c(41.0)));
+        all.push(c(1000.0));
+        let (keep, t) = kept(&all);
+        assert_eq!(t, 5.5 * MS);
+        assert_eq!(
+            keep,
+            [true, true, true, true, true, true, false, false, false, false, false]
+        );
+    }
+
+    #[test]
+    fn at_least_two_stay_so_that_a_pair_can_be_drawn() {
+        let (keep, _) = kept(&[c(40.0), c(1.0), c(1000.0)]);
+        assert_eq!(keep, [true, true, false]);
+        let (keep, _) = kept(&[c(1.0)]);
+        assert_eq!(keep, [true]);
+        let (keep, t) = kept(&[]);
+        assert!(keep.is_empty());
+        assert_eq!(t, f64::MAX);
+    }
+
+    #[test]
+    fn an_endpoint_held_out_by_a_bad_probe_stays_off_however_cheap_its_estimate() {
+        let held = Candidate {
+            idle_cost: 0.1 * MS,
+            held_out: true,
+        };
+        let (keep, t) = kept(&[c(1.0), c(1.2), held]);
+        assert_eq!(keep, [true, true, false]);
+        // The threshold comes from the cheapest not held out.
+        assert_eq!(t, 6.0 * MS);
+        // … unless it is needed for a pair.
+        let (keep, _) = kept(&[c(1.0), held]);
+        assert_eq!(keep, [true, true]);
+    }
+
+    #[test]
+    fn all_held_out_keeps_the_two_cheapest() {
+        let held = |ms: f64| Candidate {
+            idle_cost: ms * MS,
+            held_out: true,
+        };
+        let (keep, t) = kept(&[held(900.0), held(300.0), held(500.0)]);
+        assert_eq!(keep, [false, true, true]);
+        assert_eq!(t, f64::MAX);
+    }
+
+    #[test]
+    fn a_pair_follows_its_costs_softly() {
+        // p(first) = 1 / (1 + r⁴)
+        let p = |a: f64, b: f64| {
+            let n = 100_000;
+            (0..n)
+                .filter(|&i| first_wins(a, b, f64::from(i) / f64::from(n)))
+                .count()
+        };
+        assert_eq!(p(1.0, 1.0), 50_000);
+        assert_eq!(p(2.0, 1.0), 5_883); // 1/17
+        assert_eq!(p(1.0, 2.0), 94_118); // 16/17
+        assert_eq!(p(5.0, 1.0), 160); // 1/626
+        assert_eq!(p(1.1, 1.0), 40_583);
+    }
+
+    #[test]
+    fn zero_costs_win_and_two_zeros_toss_a_coin() {
+        assert!(first_wins(0.0, 1.0, 0.999));
+        assert!(!first_wins(1.0, 0.0, 0.0));
+        assert!(first_wins(0.0, 0.0, 0.49));
+        assert!(!first_wins(0.0, 0.0, 0.5));
+        assert!(!first_wins(f64::MAX, 1.0, 0.0));
+    }
+}
