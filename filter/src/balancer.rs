@@ -207,18 +207,18 @@ impl Balancer {
         // probe. The pair is drawn in every case: its winner is the runner-up Envoy
         // retries on.
         let m = view.shortlist.len();
-        let (a, b) = match pick_two(m, rng) {
-            Some((i, j)) => match (view.shortlist.get(i), view.shortlist.get(j)) {
-                (Some(&a), Some(&b)) => (a, b),
-                _ => return Decision::Fallback(FallbackReason::TooFewEndpoints),
-            },
+        let pair = match pick_two(m, rng) {
+            Some((i, j)) => view.shortlist.get(i).zip(view.shortlist.get(j)),
             // One usable member (admin membership): it is the one.
-            None => match view.shortlist.first() {
-                Some(&only) => (only, only),
-                None => return Decision::Fallback(FallbackReason::TooFewEndpoints),
-            },
+            None => view.shortlist.first().map(|only| (only, only)),
+        };
+        let (Some((&a, &b)), true) = (pair, m >= n.min(2)) else {
+            // Never so: the shortlist keeps two when there are two.
+            view.decisions.too_few += 1;
+            return Decision::Fallback(FallbackReason::TooFewEndpoints);
         };
         let (Some(first), Some(second)) = (view.endpoints.get(a), view.endpoints.get(b)) else {
+            view.decisions.too_few += 1;
             return Decision::Fallback(FallbackReason::TooFewEndpoints);
         };
         let (ca, cb) = (first.cost_at(now, &tuning), second.cost_at(now, &tuning));

@@ -465,8 +465,9 @@ impl ClusterView {
             .count()
     }
 
-    /// A usable endpoint that never completed a request and has nothing in flight from
-    /// this worker, the first such after `start` (a random place, so that workers, which
+    /// A usable endpoint that never completed a request and has nothing in flight that
+    /// this worker knows of (its own calls, the others' as of the last tick: a member
+    /// that never answers gets one call, not one per tick), the first such after `start` (a random place, so that workers, which
     /// see each other's first calls only on the tick, seldom try the same one): it gets
     /// the next call, as Finagle gives an endpoint without history its first call, one
     /// at a time. Every member is then tried within about as many calls as there are
@@ -484,7 +485,7 @@ impl ClusterView {
             if self
                 .endpoints
                 .get(position)
-                .is_some_and(|e| e.record.requests == 0 && e.unflushed_pending <= 0)
+                .is_some_and(|e| e.record.requests == 0 && e.pending() == 0)
             {
                 return Some(position);
             }
@@ -602,6 +603,9 @@ impl ClusterView {
             .insert(endpoint.record.addr.clone(), self.endpoints.len());
         if endpoint.usable {
             self.usable.push(self.endpoints.len());
+            if endpoint.shortlisted {
+                self.shortlist.push(self.endpoints.len());
+            }
         }
         self.endpoints.push(endpoint);
     }
@@ -811,6 +815,7 @@ impl ClusterView {
         }
         self.by_addr.clear();
         self.usable.clear();
+        self.shortlist.clear();
         let previously_missing = std::mem::take(&mut self.missing);
         let mut stale = Vec::new();
         for (slot, addr) in &index.entries {
@@ -843,6 +848,7 @@ impl ClusterView {
             };
             self.push(view);
         }
+        self.rebuild_usable();
         if !stale.is_empty() {
             let _ = update_index(store, &self.index_key, self.max_slots, &mut |ix| {
                 let removed = stale.iter().filter(|a| ix.remove(a).is_some()).count();

@@ -925,3 +925,237 @@ fn a_thousand_members_are_taken_in_with_one_index_write() {
     );
     assert!(writes.values().all(|&n| n == 1), "one write per key");
 }
+
+/// Members `10.0.1.i:80` for `i` in `0..n`, all healthy, read at `at`.
+fn healthy_members(store: &dyn SharedStore, n: usize, at: Nanos) -> Vec<String> {
+    let addrs: Vec<String> = (0..n).map(|i| format!("10.0.1.{i}:80")).collect();
+    let members: Vec<(&str, Health, u32)> = addrs
+        .iter()
+        .map(|a| (a.as_str(), Health::Healthy, 1))
+        .collect();
+    write_members(store, &members, at);
+    addrs
+}
+
+/// The endpoints named first and second (`winner,runner-up`).
+fn named_pair(d: &Decision) -> Option<(String, Option<String>)> {
+    match d {
+        Decision::Override(p) => Some((
+            p.addr.to_string(),
+            p.runner_up.as_deref().map(str::to_owned),
+        )),
+        Decision::Fallback(_) => None,
+    }
+}
+
+/// Ten members, the last four 40 ms slower, sequential calls for 20 s over two workers:
+/// once their first samples are in (and the tick has left them off the shortlist), the
+/// four get probes only, one at a time per Envoy, at 1, 3, 7 and 15 s. Plain P2C would
+/// send them the 13 % of calls whose pair is two of them, and name one of them as the
+/// runner-up of a third of the calls.
+#[test]
+fn four_slow_of_ten_get_only_their_probes() {
+    let store = MemoryStore::default();
+    let mut workers = [
+        Worker::new(Config::default(), 21),
+        Worker::new(Config::default(), 22),
+    ];
+    let mut now = 10 * SEC;
+    for w in &mut workers {
+        assert!(named(&w.pick(&store, now)).is_none());
+    }
+    let addrs = healthy_members(&store, 10, now);
+    let latency = |addr: &str| {
+        if addrs[6..].iter().any(|a| a == addr) {
+            41 * MS
+        } else {
+            MS
+        }
+    };
+    for w in &mut workers {
+        w.balancer.tick(&store, &mut w.metrics, now);
+    }
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    let mut pairs_with_slow_runner_up = 0;
+    for i in 0..10_000u64 {
+        let w = &mut workers[usize::try_from(i % 2).unwrap()];
+        let decision = w.pick(&store, now);
+        let (addr, runner_up) = named_pair(&decision).unwrap_or_else(|| {
+            panic!(
+                "call {i}: {decision:?}, {:?}",
+                w.balancer
+                    .view(CLUSTER)
+                    .map(|v| (v.usable.len(), v.shortlist.len()))
+            )
+        });
+        let pick = match &decision {
+            Decision::Override(p) => p.clone(),
+            Decision::Fallback(_) => unreachable!(),
+        };
+        // After the first second: what the first samples and the first ticks leave.
+        if now >= 11 * SEC {
+            *counts.entry(addr.clone()).or_default() += 1;
+            if runner_up.as_deref().is_some_and(|r| latency(r) > MS) && latency(&addr) == MS {
+                pairs_with_slow_runner_up += 1;
+            }
+        }
+        let done = now + latency(&addr);
+        w.complete_pick(
+            &store,
+            Some(&pick),
+            Some(&addr),
+            latency(&addr),
+            Outcome::Success,
+            done,
+        );
+        now += 2 * MS;
+        if i % 125 == 0 {
+            // The lease holder's fresh answer, then both ticks.
+            healthy_members(&store, 10, now);
+            for w in &mut workers {
+                w.balancer.tick(&store, &mut w.metrics, now);
+            }
+        }
+    }
+    let slow: Vec<u32> = addrs[6..]
+        .iter()
+        .map(|a| counts.get(a).copied().unwrap_or(0))
+        .collect();
+    println!("slow endpoints' calls from 1 s to 20 s: {slow:?}; {counts:?}");
+    // Probes at about 1, 3, 7 and 15 s after their first samples.
+    assert!(slow.iter().all(|&n| (3..=5).contains(&n)), "{slow:?}");
+    assert_eq!(
+        pairs_with_slow_runner_up, 0,
+        "a slow endpoint was a runner-up"
+    );
+}
+
+/// A worker that starts after another has learned the endpoints draws its first pair
+/// from what it read in shared data, before its first tick.
+#[test]
+fn a_new_worker_picks_from_shared_data_before_its_first_tick() {
+    let store = MemoryStore::default();
+    let mut first = Worker::new(no_exploration(), 31);
+    let mut cluster = three(MS);
+    let mut now = SEC;
+    run(&mut first, &store, &mut cluster, 200, 5 * MS, &mut now);
+    first.balancer.tick(&store, &mut first.metrics, now);
+    // Its first picks go round the fallback (a discovery burst, until a repeat); the
+    // next is its own, from the view it read when it started.
+    let mut second = Worker::new(no_exploration(), 32);
+    let mut overrides = Vec::new();
+    for _ in 0..10 {
+        let decision = second.pick(&store, now);
+        let (chosen, actual, latency, _) = cluster.route(&decision);
+        if let Some(pair) = named_pair(&decision) {
+            overrides.push(pair);
+        }
+        now += latency;
+        second.complete(
+            &store,
+            chosen.as_deref(),
+            Some(actual),
+            latency,
+            Outcome::Success,
+            now,
+        );
+    }
+    assert!(overrides.len() >= 5, "{overrides:?}");
+    assert!(overrides
+        .iter()
+        .all(|(a, r)| r.as_ref().is_some_and(|r| r != a)));
+}
+
+/// A member that never answers (its calls hang until the route's timeout) gets one call
+/// per Envoy while that call is out, not one per tick of each worker.
+#[test]
+fn a_member_that_never_answers_gets_one_call_while_it_is_out() {
+    let store = MemoryStore::default();
+    let mut workers = [
+        Worker::new(Config::default(), 41),
+        Worker::new(Config::default(), 42),
+    ];
+    let mut now = 10 * SEC;
+    for w in &mut workers {
+        assert!(named(&w.pick(&store, now)).is_none());
+    }
+    let addrs = healthy_members(&store, 3, now);
+    let hung = addrs[2].clone();
+    for w in &mut workers {
+        w.balancer.tick(&store, &mut w.metrics, now);
+    }
+    let mut to_hung = 0;
+    for i in 0..2_000u64 {
+        let w = &mut workers[usize::try_from(i % 2).unwrap()];
+        let (addr, _) = named_pair(&w.pick(&store, now)).unwrap();
+        if addr == hung {
+            to_hung += 1;
+        } else {
+            w.complete(&store, Some(&addr), None, MS, Outcome::Success, now + MS);
+        }
+        now += 2 * MS;
+        if i % 125 == 0 {
+            for w in &mut workers {
+                w.balancer.tick(&store, &mut w.metrics, now);
+            }
+        }
+    }
+    assert!(
+        (1..=2).contains(&to_hung),
+        "the hung member got {to_hung} calls in 4 s"
+    );
+}
+
+/// Envoy retried a call on the runner-up (two attempts): the winner failed its attempt
+/// and is charged with a failure, not forgotten. With one attempt, the winner was not
+/// in the cluster (learned membership: forgotten).
+#[test]
+fn a_call_served_by_the_runner_up_charges_the_winner_when_envoy_retried() {
+    for attempts in [2, 1] {
+        let store = MemoryStore::default();
+        let mut w = Worker::new(no_exploration(), 51);
+        let mut cluster = three(MS);
+        let mut now = SEC;
+        run(&mut w, &store, &mut cluster, 200, 5 * MS, &mut now);
+        w.balancer.tick(&store, &mut w.metrics, now);
+        let Decision::Override(pick) = w.pick(&store, now) else {
+            panic!("no pick");
+        };
+        let runner_up = pick.runner_up.clone().unwrap();
+        let mut facts = FixedFacts::of(Outcome::Success, Some(&runner_up));
+        facts.attempts = Some(attempts);
+        let effect = w.balancer.complete(
+            &store,
+            &mut w.metrics,
+            &mut facts,
+            &Completion {
+                cluster: CLUSTER,
+                pick: Some(&Pick {
+                    verify: true,
+                    ..pick.clone()
+                }),
+                grpc: true,
+                timing: Timing {
+                    started: now,
+                    request_done: Some(now),
+                    first_response: Some(now + 2 * MS),
+                    finished: now + 2 * MS,
+                },
+            },
+        );
+        let view = w.balancer.view(CLUSTER).unwrap();
+        let winner = view.position(&pick.addr).map(|i| &view.endpoints[i]);
+        if attempts == 2 {
+            assert_eq!(effect.forgot, None);
+            let winner = winner.unwrap();
+            assert_eq!(
+                winner.record.failure.raw(),
+                1.0,
+                "the failed attempt counts"
+            );
+        } else {
+            assert_eq!(effect.forgot.as_deref(), Some(&*pick.addr));
+            assert!(winner.is_none());
+        }
+    }
+}

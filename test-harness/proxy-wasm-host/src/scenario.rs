@@ -204,8 +204,9 @@ fn int(v: i64) -> Vec<u8> {
 impl Scenario {
     /// Runs the scenario on fresh VMs of `host`.
     pub fn run(&self, host: &WasmHost) -> Result<Run> {
-        // Workers start a few microseconds apart, as Envoy's do (the filter seeds its
-        // random choices from the time it is configured).
+        // Workers start a few microseconds apart, as Envoy's do, and proxies too (the
+        // filter seeds its random choices from the time it is configured: proxies
+        // started at the same instant would make the same choices).
         let mut options = self.options.clone();
         options.upstreams.extend(self.admin_cluster.clone());
         // The first Envoy is `host` itself (its shared data and stats stay readable).
@@ -213,8 +214,9 @@ impl Scenario {
         let mut vms = std::iter::once(host)
             .chain(others.iter())
             .flat_map(|proxy| (0..self.workers.max(1)).map(move |w| (proxy, w)))
-            .map(|(proxy, w)| {
-                proxy.set_now((self.clock)(0) + w as Nanos * 7_919);
+            .enumerate()
+            .map(|(vm, (proxy, _))| {
+                proxy.set_now((self.clock)(0) + vm as Nanos * 7_919);
                 let vm = proxy.vm(&options);
                 proxy.set_now((self.clock)(0));
                 vm
