@@ -38,7 +38,7 @@ fn jittered(base: Duration, salt: u64) -> impl Fn(Nanos) -> Duration {
         let h = (t ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         let h = h ^ (h >> 31);
         let extra = base.mul_f64((h % 1000) as f64 / 2000.0);
-        if h % 50 == 0 {
+        if h.is_multiple_of(50) {
             base * 3 + extra
         } else {
             base + extra
