@@ -981,7 +981,7 @@ fn four_slow_of_ten_get_only_their_probes() {
         let w = &mut workers[usize::try_from(i % 2).unwrap()];
         let decision = w.pick(&store, now);
         let (addr, runner_up) = named_pair(&decision).unwrap_or_else(|| {
-            panic!(
+            unreachable!(
                 "call {i}: {decision:?}, {:?}",
                 w.balancer
                     .view(CLUSTER)
@@ -1119,7 +1119,7 @@ fn a_call_served_by_the_runner_up_charges_the_winner_when_envoy_retried() {
         run(&mut w, &store, &mut cluster, 200, 5 * MS, &mut now);
         w.balancer.tick(&store, &mut w.metrics, now);
         let Decision::Override(pick) = w.pick(&store, now) else {
-            panic!("no pick");
+            unreachable!("no pick");
         };
         let runner_up = pick.runner_up.clone().unwrap();
         let mut facts = FixedFacts::of(Outcome::Success, Some(&runner_up));
