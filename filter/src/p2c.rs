@@ -1,7 +1,8 @@
 //! Power of two choices (Mitzenmacher, "The Power of Two Choices in Randomized Load
 //! Balancing", 2001): sample two distinct endpoints uniformly and send the request to the
-//! cheaper one. It avoids both the herd behaviour of "always the cheapest" under stale
-//! information and the blindness of random choice, at O(1) per pick.
+//! better one (`choice.rs` decides which, and from which endpoints the two are drawn).
+//! It avoids both the herd behaviour of "always the cheapest" under stale information
+//! and the blindness of random choice, at O(1) per pick.
 
 use crate::rng::SplitMix64;
 
@@ -21,15 +22,6 @@ pub fn pick_two(len: usize, rng: &mut SplitMix64) -> Option<(usize, usize)> {
         Some((a, b))
     } else {
         Some((b, a))
-    }
-}
-
-/// Index of the cheaper candidate; ties go to the first pick.
-pub fn cheaper(first: (usize, f64), second: (usize, f64)) -> usize {
-    if second.1 < first.1 {
-        second.0
-    } else {
-        first.0
     }
 }
 
@@ -83,12 +75,5 @@ mod tests {
             first.iter().all(|&h| (9_500..10_500).contains(&h)),
             "{first:?}"
         );
-    }
-
-    #[test]
-    fn ties_go_to_the_first_pick() {
-        assert_eq!(cheaper((4, 1.0), (2, 1.0)), 4);
-        assert_eq!(cheaper((4, 2.0), (2, 1.0)), 2);
-        assert_eq!(cheaper((4, 1.0), (2, 2.0)), 4);
     }
 }

@@ -3,10 +3,11 @@
 //! implementation keeps (an EWMA stays within its samples, a score within [0, 1]) rather
 //! than the exact formulas, so the formulas can be tuned without touching these.
 
+use ewma_balancer::choice::first_wins;
 use ewma_balancer::cost::{cost, Load};
 use ewma_balancer::failure_score::FailureScore;
 use ewma_balancer::index::ClusterIndex;
-use ewma_balancer::p2c::{cheaper, pick_two};
+use ewma_balancer::p2c::pick_two;
 use ewma_balancer::peak_ewma::PeakEwma;
 use ewma_balancer::record::{EndpointRecord, MAX_ADDR_LEN, MAX_RECORD_LEN};
 use ewma_balancer::rng::SplitMix64;
@@ -121,13 +122,14 @@ proptest! {
     }
 
     #[test]
-    fn cheaper_chooses_a_candidate_that_costs_no_more_than_the_other(
-        a in 0usize..100, b in 100usize..200, ca in 0.0..f64::MAX, cb in 0.0..f64::MAX,
+    fn a_pair_never_goes_to_the_one_four_times_dearer_and_is_symmetric(
+        ca in 0.0..1e12f64, r in 4.0..1e6f64, u in 0.0..1.0f64,
     ) {
-        let chosen = cheaper((a, ca), (b, cb));
-        prop_assert!(chosen == a || chosen == b);
-        let (mine, other) = if chosen == a { (ca, cb) } else { (cb, ca) };
-        prop_assert!(mine <= other);
+        prop_assert!(first_wins(ca, ca * r, u) || ca == 0.0);
+        prop_assert!(!first_wins(ca * r, ca, u) || ca == 0.0);
+        // Swapping the pair (and the coin) swaps the answer.
+        let cb = ca * (r / 4.0 + 0.5).min(3.9);
+        prop_assert_eq!(first_wins(ca, cb, u), !first_wins(cb, ca, 1.0 - u));
     }
 
     // ---- Peak-EWMA ----

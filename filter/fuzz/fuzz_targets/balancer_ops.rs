@@ -114,6 +114,9 @@ enum Actual {
     /// Envoy used the endpoint the filter named (or, without one, the pool's first).
     AsChosen,
     Pool(u8),
+    /// Envoy retried: the runner-up the filter named second served it after
+    /// `attempts` attempts (1: the winner was skipped, not being in the cluster).
+    RunnerUp { attempts: u8 },
     /// No upstream: a local reply or a reset before connecting.
     None,
 }
@@ -298,9 +301,17 @@ impl World {
                 let i = usize::from(*request) % w.in_flight.len();
                 let (cluster, chosen) = w.in_flight.swap_remove(i);
                 let chosen_addr = chosen.as_ref().map(|p| p.addr.to_string());
+                let runner_up = chosen
+                    .as_ref()
+                    .and_then(|p| p.runner_up.as_deref().map(str::to_owned));
+                let mut attempts = 1;
                 let actual = match actual {
                     Actual::AsChosen => Some(chosen_addr.as_deref().unwrap_or(POOL[0])),
                     Actual::Pool(i) => Some(POOL[usize::from(*i) % POOL.len()]),
+                    Actual::RunnerUp { attempts: n } => {
+                        attempts = u64::from(*n);
+                        Some(runner_up.as_deref().unwrap_or(POOL[0]))
+                    }
                     Actual::None => None,
                 };
                 let latency = match latency {
@@ -322,7 +333,10 @@ impl World {
                 let effect = w.balancer.complete(
                     &self.store,
                     &mut w.metrics,
-                    &mut FixedFacts::of(outcome, actual),
+                    &mut FixedFacts {
+                        attempts: actual.map(|_| attempts),
+                        ..FixedFacts::of(outcome, actual)
+                    },
                     &Completion {
                         cluster: &cluster,
                         pick: chosen.as_ref(),
