@@ -133,6 +133,7 @@ impl Balancer {
                 prefix: prefix.into(),
                 max_endpoints: config.max_endpoints,
                 register: config.admin_cluster.is_some(),
+                max_age: config.membership_max_age,
                 ..ClusterViews::default()
             },
             config,
@@ -165,7 +166,7 @@ impl Balancer {
         let max_endpoints = self.config.max_endpoints;
         let Some(view) = self
             .clusters
-            .get_or_create(store, metrics, &tuning, cluster)
+            .get_or_create(store, metrics, &tuning, cluster, now)
         else {
             self.over_limit += 1;
             if !self.over_limit_logged {
@@ -293,9 +294,9 @@ impl Balancer {
             forgot: None,
         };
         let tuning = self.tuning;
-        let Some(view) = self
-            .clusters
-            .get_or_create(store, metrics, &tuning, c.cluster)
+        let Some(view) =
+            self.clusters
+                .get_or_create(store, metrics, &tuning, c.cluster, c.timing.now())
         else {
             return effect;
         };
@@ -551,8 +552,11 @@ struct ClusterViews {
     prefix: String,
     /// Slots per cluster index (`maxEndpoints`).
     max_endpoints: u16,
-    /// Whether new clusters go into the registry the membership fetch reads.
+    /// Whether new clusters go into the registry the membership fetch reads (and new
+    /// views take the members in it at once).
     register: bool,
+    /// `membershipMaxAge`.
+    max_age: Nanos,
     views: Vec<ClusterView>,
     by_name: FxMap<String, usize>,
     /// The view used last: most requests go to the cluster the previous one went to, and
@@ -572,6 +576,7 @@ impl ClusterViews {
         metrics: &mut dyn Metrics,
         tuning: &Tuning,
         cluster: &str,
+        now: Nanos,
     ) -> Option<&mut ClusterView> {
         let last_matches = self.views.get(self.last).is_some_and(|v| v.name == cluster);
         if !last_matches {
@@ -579,8 +584,23 @@ impl ClusterViews {
                 Some(&i) => i,
                 None if self.views.len() >= MAX_CLUSTERS => return None,
                 None => {
+                    // A worker's first request to a cluster (a new connection on a
+                    // worker that had none) starts from what the others know: the
+                    // records, the membership, and the shortlist they make.
                     let mut view = ClusterView::new(&self.prefix, cluster, self.max_endpoints);
                     view.sync(store, metrics, tuning, &mut Vec::new());
+                    if self.register {
+                        let members = read_members(store, &self.prefix, cluster);
+                        view.apply_members(
+                            store,
+                            metrics,
+                            members.as_ref(),
+                            tuning,
+                            now,
+                            self.max_age,
+                        );
+                    }
+                    view.refresh_shortlist(now, tuning);
                     // The worker fetching membership asks for every registered cluster.
                     if self.register {
                         let _ = register(store, &registry_key(&self.prefix), cluster, MAX_CLUSTERS);

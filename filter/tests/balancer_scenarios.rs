@@ -1159,3 +1159,47 @@ fn a_call_served_by_the_runner_up_charges_the_winner_when_envoy_retried() {
         }
     }
 }
+
+/// With the membership from Envoy, a worker's first request to a cluster (a client's new
+/// connection landing on a worker that had none) starts from what the other workers
+/// know: no discovery through the fallback, the slow member neither named nor runner-up.
+/// (Measured on a real Envoy before: each new connection on the other worker sent the
+/// slow backend a few calls.)
+#[test]
+fn a_worker_joining_late_starts_from_the_membership_and_shortlist() {
+    let store = MemoryStore::default();
+    let mut first = Worker::new(Config::default(), 61);
+    let mut now = 10 * SEC;
+    assert!(named(&first.pick(&store, now)).is_none());
+    let addrs = healthy_members(&store, 3, now);
+    let slow = addrs[2].clone();
+    first.balancer.tick(&store, &mut first.metrics, now);
+    for i in 0..400u64 {
+        let (addr, _) = named_pair(&first.pick(&store, now)).unwrap();
+        let latency = if addr == slow { 41 * MS } else { MS };
+        first.complete(
+            &store,
+            Some(&addr),
+            None,
+            latency,
+            Outcome::Success,
+            now + latency,
+        );
+        now += 2 * MS;
+        if i % 100 == 99 {
+            healthy_members(&store, 3, now);
+            first.balancer.tick(&store, &mut first.metrics, now);
+        }
+    }
+    let mut late = Worker::new(Config::default(), 62);
+    for _ in 0..100 {
+        let decision = late.pick(&store, now);
+        let (addr, runner_up) = named_pair(&decision).unwrap();
+        assert!(
+            addr != slow && runner_up.as_deref() != Some(slow.as_str()),
+            "{decision:?}"
+        );
+        late.complete(&store, Some(&addr), None, MS, Outcome::Success, now + MS);
+        now += 2 * MS;
+    }
+}
