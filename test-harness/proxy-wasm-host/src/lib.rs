@@ -25,6 +25,19 @@ pub fn filter_wasm_path() -> std::path::PathBuf {
     repo_root().join("target/wasm32-wasip1/release/ewma_balancer.wasm")
 }
 
+/// A host running the built filter (`make wasm` first), for tests: the module's bytes
+/// are read once per process.
+pub fn filter_host() -> Result<WasmHost, String> {
+    static BYTES: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
+    let bytes = BYTES.get_or_init(|| {
+        let path = filter_wasm_path();
+        std::fs::read(&path)
+            .map_err(|e| format!("{}: {e}: build it first with `make wasm`", path.display()))
+    });
+    let bytes = bytes.as_ref().map_err(Clone::clone)?;
+    WasmHost::from_binary(bytes).map_err(|e| e.to_string())
+}
+
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -6,24 +6,17 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use proxy_wasm_host::scenario::{Endpoint, Nanos, Run, Scenario};
-use proxy_wasm_host::{filter_wasm_path, WasmHost};
+use proxy_wasm_host::{filter_host, WasmHost};
 
 const MS: Nanos = 1_000_000;
 const SEC: Nanos = 1_000 * MS;
 const ADMIN: &str = "prometheus_stats";
 
 fn host() -> WasmHost {
-    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
-    let bytes = BYTES.get_or_init(|| {
-        let path = filter_wasm_path();
-        std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}: build it first with `make wasm`", path.display()))
-    });
-    WasmHost::from_binary(bytes).unwrap()
+    filter_host().unwrap()
 }
 
 fn addr(i: usize) -> String {

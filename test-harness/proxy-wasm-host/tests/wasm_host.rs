@@ -6,12 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::type_complexity)]
 
 use ewma_balancer::balancer::CHECK_EVERY;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use proxy_wasm_host::scenario::{Endpoint, Nanos, Reply, Run, Scenario, EPOCH};
 use proxy_wasm_host::{
-    endpoint_records, filter_wasm_path, headers, Vm, VmOptions, WasmHost, LOG_CRITICAL,
+    endpoint_records, filter_host, headers, Vm, VmOptions, WasmHost, LOG_CRITICAL,
 };
 
 const MS: Nanos = 1_000_000;
@@ -19,17 +18,8 @@ const SEC: Nanos = 1_000 * MS;
 const PREFIX: &str = "ewma-balancer";
 const HEADER: &str = "x-ewma-balancer-host";
 
-fn module() -> &'static [u8] {
-    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
-    BYTES.get_or_init(|| {
-        let path = filter_wasm_path();
-        std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}: build it first with `make wasm`", path.display()))
-    })
-}
-
 fn host() -> WasmHost {
-    WasmHost::from_binary(module()).unwrap()
+    filter_host().unwrap()
 }
 
 fn ms(n: u64) -> Duration {
