@@ -2,8 +2,10 @@
 //! what Envoy actually used, sharing what it learns with the other workers.
 //!
 //! * `pick` runs on request headers. It touches no shared data (after a cluster's first
-//!   request): two random endpoints from the cached view, two costs, one comparison,
-//!   and a probe of the loser when its failures are what keep it out and it is due.
+//!   request, and but for a probe's claim): two random endpoints from the cached
+//!   shortlist, two costs, one soft comparison (`choice.rs`); the winner and the other
+//!   are named, in that order, for Envoy's first attempt and its retry. A member never
+//!   tried, or an endpoint off the shortlist whose probe is due, takes the call first.
 //! * `complete` runs when the request is done. It judges whose doing the end was
 //!   (`outcome.rs`), asking the host only for the facts it needs, and applies what that
 //!   teaches to the endpoint's view; the shared record gets it with the next flush.
@@ -59,7 +61,7 @@ pub struct Pick {
     pub runner_up: Option<Rc<str>>,
     /// Whether the completion should ask which endpoint Envoy really used.
     pub verify: bool,
-    /// The call probes an endpoint penalised for failures (see `failure_score.rs`).
+    /// The call probes an endpoint off the shortlist (see `choice.rs`).
     pub probe: bool,
 }
 
