@@ -21,7 +21,7 @@ use crate::facts::CompletionFacts;
 use crate::fetcher::{read_members, register, registry_key, FetchRequest, Fetcher};
 use crate::fx_map::FxMap;
 use crate::metrics::{ClusterMetricIds, MetricKind, Metrics, CLUSTERS_OVER_LIMIT};
-use crate::observation::{Observation, Timing};
+use crate::observation::{Latency, Observation, Timing};
 use crate::outcome::Outcome;
 use crate::p2c::pick_two;
 use crate::rng::SplitMix64;
@@ -310,13 +310,14 @@ impl Balancer {
             None
         };
         let mut served_by_named = true;
+        let mut retried = false;
         if let (Some(chosen), Some(actual)) = (chosen, actual.as_deref()) {
             if chosen != actual {
                 served_by_named = false;
                 // Another endpoint served it: Envoy retried (the one named first failed
                 // its attempt), or it skipped the one named first (not in the cluster).
                 let admin = matches!(view.source, Source::Admin { .. });
-                let retried = facts.attempts().map_or(admin, |n| n >= 2);
+                retried = facts.attempts().map_or(admin, |n| n >= 2);
                 if retried {
                     let probe = c.pick.filter(|p| p.probe).map(|_| view.threshold);
                     if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
@@ -363,7 +364,12 @@ impl Balancer {
             .pick
             .filter(|p| p.probe && served_by_named)
             .map(|_| view.threshold);
-        if let Some(observation) = Observation::of(outcome, &c.timing, probe) {
+        if let Some(mut observation) = Observation::of(outcome, &c.timing, probe) {
+            if retried {
+                // The call's time includes the failed attempt and Envoy's back-off: it
+                // is not the latency of the endpoint that served the retry.
+                observation.latency = Latency::AtLeast(0.0);
+            }
             let known = position.and_then(|i| view.endpoints.get_mut(i)).map(|e| {
                 e.observe(observation, &tuning);
                 flush_if_full(e, store, &tuning, &mut self.scratch)
@@ -388,7 +394,9 @@ impl Balancer {
             if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
                 e.unflushed_requests += 1;
                 e.unflushed_failures += u64::from(outcome.counts_as_unsuccessful());
-                if let (Some(id), true) = (e.metric_ids.latency, outcome.is_the_endpoints()) {
+                if let (Some(id), true, false) =
+                    (e.metric_ids.latency, outcome.is_the_endpoints(), retried)
+                {
                     metrics.record(id, c.timing.latency() / 1_000);
                 }
             }
