@@ -467,9 +467,9 @@ impl ClusterView {
 
     /// A usable endpoint that never completed a request and has nothing in flight that
     /// this worker knows of (its own calls, the others' as of the last tick: a member
-    /// that never answers gets one call, not one per tick), the first such after `start` (a random place, so that workers, which
-    /// see each other's first calls only on the tick, seldom try the same one): it gets
-    /// the next call, as Finagle gives an endpoint without history its first call, one
+    /// that never answers gets one call, not one per tick), the first such after
+    /// `start` (a random place, so that workers, which see each other's first calls
+    /// only on the tick, seldom try the same one): it gets the next call, as Finagle gives an endpoint without history its first call, one
     /// at a time. Every member is then tried within about as many calls as there are
     /// members, whatever the rate.
     pub fn next_unsampled(&mut self, start: usize) -> Option<usize> {
