@@ -23,13 +23,15 @@
 //!   spell) and the endpoint is back at the next tick.
 //! * **A soft pair.** The dearer of a pair, `r` times the cheaper's cost, still wins
 //!   `(4 − r) / 6` of the time: half at a tie, a third at 2×, none from 4× on. Sub-
-//!   millisecond estimates differ by a latency peak or two, which says little; always
-//!   obeying them gave one of three equal endpoints 41-47 % of the calls (a 2 s peak
-//!   memory), and this rule 27-39 % per 2 s window in the wasmtime host, measured
-//!   against `1 / (1 + r^k)` for k = 4, 2, 1 (0.43, 0.28, 0.17 worst deviation) and a
-//!   linear fall to none at 2× (0.42). What is clearly dearer (4× or a pending count
-//!   of 3 against 0) is never chosen, so a two-endpoint cluster with one slow member
-//!   sends it nothing.
+//!   millisecond estimates differ by a latency peak or two, which says little; obeying
+//!   them sharply gave one of three equal backends 41-47 % of the calls in quick
+//!   benchmark runs. Three equal endpoints with jittered latency in the wasmtime host,
+//!   400 calls/s, the worst deviation from a fair share over 2 s windows: 0.43, 0.28
+//!   and 0.17 for `1 / (1 + r^k)` with k = 4, 2, 1 (k = 1 still sends 1.2 % to an 80×
+//!   slower endpoint whose pair it is), 0.42 for a linear fall to none at 2×, 0.16 for
+//!   this rule (0.09 at 1,000 calls/s, where chance alone is about 0.03). What is
+//!   clearly dearer (4×, or a pending count of 3 against 0) is never chosen, so a
+//!   two-endpoint cluster with one slow member sends it nothing.
 
 /// An endpoint stays on the shortlist while its idle cost is within this factor of the
 /// cheapest's …
