@@ -39,6 +39,11 @@ fn jittered(base: Duration, salt: u64) -> impl Fn(Nanos) -> Duration {
     }
 }
 
+/// Endpoint `i` at `addr(i)`, its latency [`jittered`] around `base` (salted by `i`).
+fn endpoint(i: usize, base: Duration) -> Endpoint {
+    Endpoint::new(addr(i), Duration::ZERO).latency_fn(jittered(base, i as u64))
+}
+
 /// `rate` calls/s for `seconds`, the membership from the simulated admin interface.
 fn scenario(endpoints: Vec<Endpoint>, rate: u64, seconds: u64) -> Scenario {
     let mut s = Scenario::new(endpoints);
@@ -83,11 +88,7 @@ fn worst_deviation_per_window(run: &Run, n: usize, from: Nanos, to: Nanos) -> Ve
 #[test]
 fn thirty_slow_endpoints_of_a_hundred_get_under_half_a_percent() {
     let endpoints = (0..100)
-        .map(|i| {
-            let base = if i >= 70 { 42 } else { 2 };
-            Endpoint::new(addr(i), Duration::ZERO)
-                .latency_fn(jittered(Duration::from_millis(base), i as u64))
-        })
+        .map(|i| endpoint(i, Duration::from_millis(if i >= 70 { 42 } else { 2 })))
         .collect();
     let run = scenario(endpoints, 2_000, 20).run(&host()).unwrap();
     let served = served_between(&run, 5 * SEC, 20 * SEC);
@@ -110,10 +111,7 @@ fn thirty_slow_endpoints_of_a_hundred_get_under_half_a_percent() {
 #[test]
 fn equal_endpoints_share_evenly_in_every_two_second_window() {
     let endpoints = (0..3)
-        .map(|i| {
-            Endpoint::new(addr(i), Duration::ZERO)
-                .latency_fn(jittered(Duration::from_micros(500), i as u64))
-        })
+        .map(|i| endpoint(i, Duration::from_micros(500)))
         .collect();
     let run = scenario(endpoints, 1_000, 20).run(&host()).unwrap();
     let worst = worst_deviation_per_window(&run, 3, 2 * SEC, 20 * SEC);
@@ -127,10 +125,7 @@ fn equal_endpoints_share_evenly_in_every_two_second_window() {
 #[test]
 fn independent_proxies_over_the_same_endpoints_do_not_pile_onto_one() {
     let endpoints = (0..5)
-        .map(|i| {
-            Endpoint::new(addr(i), Duration::ZERO)
-                .latency_fn(jittered(Duration::from_millis(2), i as u64))
-        })
+        .map(|i| endpoint(i, Duration::from_millis(2)))
         .collect();
     let mut s = scenario(endpoints, 2_000, 12);
     s.proxies = 10;
@@ -153,11 +148,7 @@ fn after_all_endpoints_failed_each_is_back_within_three_seconds() {
         }
     };
     let endpoints = (0..3)
-        .map(|i| {
-            Endpoint::new(addr(i), Duration::ZERO)
-                .latency_fn(jittered(Duration::from_millis(1), i as u64))
-                .reply_fn(failing)
-        })
+        .map(|i| endpoint(i, Duration::from_millis(1)).reply_fn(failing))
         .collect();
     let run = scenario(endpoints, 400, 14).run(&host()).unwrap();
     let third = served_between(&run, 12 * SEC, 13 * SEC);
