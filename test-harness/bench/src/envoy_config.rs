@@ -156,6 +156,7 @@ static_resources:
             "envoy-configs/static/ewma.yaml",
             "envoy-configs/bench/ewma-retry.yaml",
             "envoy-configs/bench/oracle.yaml",
+            "envoy-configs/bench/least-request-full-scan.yaml",
         ] {
             let text = repo_file(path);
             let ports: Vec<u16> = (50051..=50060).collect();
@@ -235,6 +236,42 @@ static_resources:
              (apart from comments it must be ewma.yaml with the retry block uncommented)"
         );
         assert_ne!(yaml(&ewma), expected, "ewma.yaml itself has no retries");
+    }
+
+    #[test]
+    fn least_request_full_scan_is_least_request_scanning_every_host() {
+        let mut expected = yaml(&repo_file("envoy-configs/static/least-request.yaml"));
+        let full_scan = yaml(&repo_file(
+            "envoy-configs/bench/least-request-full-scan.yaml",
+        ));
+        let greeter = expected["static_resources"]["clusters"][0]
+            .as_mapping_mut()
+            .unwrap();
+        assert_eq!(
+            greeter
+                .remove("lb_policy")
+                .and_then(|p| p.as_str().map(str::to_owned)),
+            Some("LEAST_REQUEST".to_owned())
+        );
+        greeter.insert(
+            "load_balancing_policy".into(),
+            yaml(
+                r#"
+policies:
+- typed_extension_config:
+    name: envoy.load_balancing_policies.least_request
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest
+      selection_method: FULL_SCAN
+"#,
+            ),
+        );
+        assert_eq!(
+            full_scan, expected,
+            "envoy-configs/bench/least-request-full-scan.yaml drifted from \
+             envoy-configs/static/least-request.yaml (apart from comments it must be \
+             least-request.yaml with the LeastRequest extension's FULL_SCAN in lb_policy's place)"
+        );
     }
 
     #[test]

@@ -8,12 +8,15 @@
 //! * `many-slow`: ewma p99 ≤ 1.5 × the oracle's; at most 0.5 % of ewma's calls go to
 //!   the four slow backends.
 //! * `equal`: every backend gets a fair share (1/3) of ewma's calls within ±20 %.
+//! * `capacity`: ewma p99 ≤ 0.5 × round robin's and ≤ least request's with a full scan
+//!   (the best stock Envoy offers); each backend gets its capacity share (8/18, 8/18,
+//!   2/18) of ewma's calls within ±20 %.
 //! * overhead: the filter's extra Envoy CPU per request over round robin is at most
 //!   1.15 × the extra of its host calls alone (the `hostcalls` probe): the filter's own
 //!   code costs at most 15 % on top of what the proxy-wasm ABI charges.
 
 use super::{
-    plan::{Policy, Scenario},
+    plan::{Policy, Scenario, CAPACITIES},
     summary::{BenchSummary, RunResult},
 };
 
@@ -115,7 +118,33 @@ pub fn goals(summary: &BenchSummary) -> Vec<Goal> {
     goals.push(Goal::new(
         "equal: ewma share off a fair share (1/3), largest",
         "≤ 0.2 (±20 %)",
-        ewma(Scenario::Equal).map(|run| fairness(run, Scenario::Equal.ports(), 0.2)),
+        ewma(Scenario::Equal).map(|run| {
+            let ports = Scenario::Equal.ports();
+            let fair = 1.0 / ports.len().max(1) as f64;
+            let expected: Vec<(u16, f64)> = ports.iter().map(|&port| (port, fair)).collect();
+            fairness(run, &expected, 0.2)
+        }),
+    ));
+
+    for (other, bound) in [
+        (Policy::RoundRobin, 0.5),
+        (Policy::LeastRequestFullScan, 1.0),
+    ] {
+        goals.push(Goal::new(
+            format!("capacity: ewma p99 vs {}", other.key()),
+            format!("≤ {bound}×"),
+            latency_ratio(
+                ewma(Scenario::Capacity),
+                summary.result(Scenario::Capacity, other),
+                |run| run.p99_ms,
+                bound,
+            ),
+        ));
+    }
+    goals.push(Goal::new(
+        "capacity: ewma share off its capacity share (8/18, 8/18, 2/18), largest",
+        "≤ 0.2 (±20 %)",
+        ewma(Scenario::Capacity).map(|run| fairness(run, &capacity_shares(), 0.2)),
     ));
 
     goals.push(overhead_goal(summary));
@@ -168,13 +197,24 @@ pub fn share_of(run: &RunResult, ports: &[u16]) -> f64 {
         .fold(0.0, |sum, share| sum + share)
 }
 
-/// The largest |share − fair| / fair over the backends on `ports`, fair being an equal
-/// split, against `bound`.
-fn fairness(run: &RunResult, ports: &[u16], bound: f64) -> (String, Option<bool>) {
-    let fair = 1.0 / ports.len().max(1) as f64;
-    let worst = ports
+/// Each `capacity` backend's part of the total capacity: 8/18, 8/18, 2/18.
+pub fn capacity_shares() -> Vec<(u16, f64)> {
+    let total: u32 = CAPACITIES.iter().sum();
+    Scenario::Capacity
+        .ports()
         .iter()
-        .map(|&port| {
+        .zip(CAPACITIES)
+        .map(|(&port, slots)| (port, f64::from(slots) / f64::from(total.max(1))))
+        .collect()
+}
+
+/// The largest |share − expected| / expected over the backends `(port, expected share)`,
+/// against `bound`.
+fn fairness(run: &RunResult, expected: &[(u16, f64)], bound: f64) -> (String, Option<bool>) {
+    let worst = expected
+        .iter()
+        .filter(|(_, fair)| *fair > 0.0)
+        .map(|&(port, fair)| {
             let share = share_of(run, &[port]);
             ((share - fair).abs() / fair, port, share)
         })
@@ -272,6 +312,24 @@ mod tests {
                 &[(50051, 0.271), (50052, 0.339), (50053, 0.390)],
             ),
         );
+        summary.insert(
+            Scenario::Capacity,
+            Policy::RoundRobin,
+            run(30.0, 400.0, 1.0),
+        );
+        summary.insert(
+            Scenario::Capacity,
+            Policy::LeastRequestFullScan,
+            run(32.0, 60.0, 1.0),
+        );
+        summary.insert(
+            Scenario::Capacity,
+            Policy::Ewma,
+            with_shares(
+                run(32.0, 50.0, 1.0),
+                &[(50051, 0.45), (50052, 0.45), (50053, 0.10)],
+            ),
+        );
         let cpu = &mut summary.overhead.cpu_us_per_request;
         cpu.set(Policy::RoundRobin, 30.0);
         cpu.set(Policy::WasmFloor, 35.0);
@@ -361,6 +419,24 @@ mod tests {
                     "met"
                 ),
                 (
+                    "capacity: ewma p99 vs round_robin",
+                    "≤ 0.5×",
+                    "0.12× (50.00 / 400.00 ms)",
+                    "met"
+                ),
+                (
+                    "capacity: ewma p99 vs least_request_full_scan",
+                    "≤ 1×",
+                    "0.83× (50.00 / 60.00 ms)",
+                    "met"
+                ),
+                (
+                    "capacity: ewma share off its capacity share (8/18, 8/18, 2/18), largest",
+                    "≤ 0.2 (±20 %)",
+                    "0.10 (127.0.0.1:50053 at 10.0 %)",
+                    "met"
+                ),
+                (
                     "overhead: ewma extra CPU/request over round_robin vs hostcalls'",
                     "≤ 1.15×",
                     "1.10× (ewma +11.0 µs, hostcalls +10.0 µs)",
@@ -403,9 +479,40 @@ mod tests {
     }
 
     #[test]
+    fn a_small_backend_given_an_equal_share_is_twice_over_its_capacity_share() {
+        let mut summary = summary();
+        summary.insert(
+            Scenario::Capacity,
+            Policy::Ewma,
+            with_shares(
+                run(30.0, 400.0, 1.0),
+                &[(50051, 0.3333), (50052, 0.3334), (50053, 0.3333)],
+            ),
+        );
+        let capacity = goals(&summary)
+            .into_iter()
+            .find(|g| g.name.starts_with("capacity: ewma share"))
+            .unwrap();
+        assert_eq!(
+            (capacity.measured.as_str(), capacity.verdict()),
+            ("2.00 (127.0.0.1:50053 at 33.3 %)", "MISSED")
+        );
+    }
+
+    #[test]
+    fn capacity_shares_are_8_8_and_2_of_18() {
+        let shares = capacity_shares();
+        let ports: Vec<u16> = shares.iter().map(|s| s.0).collect();
+        assert_eq!(ports, [50051, 50052, 50053]);
+        for (share, expected) in shares.iter().zip([8.0 / 18.0, 8.0 / 18.0, 2.0 / 18.0]) {
+            assert!((share.1 - expected).abs() < 1e-12, "{shares:?}");
+        }
+    }
+
+    #[test]
     fn missing_runs_are_not_judged() {
         let goals = goals(&BenchSummary::default());
-        assert_eq!(goals.len(), 11);
+        assert_eq!(goals.len(), 14);
         assert!(goals.iter().all(|g| g.met.is_none()), "{goals:?}");
         assert!(
             goals.iter().all(|g| g.measured == "not measured"),

@@ -4,13 +4,17 @@ use std::time::Duration;
 
 use e2e::{Greeter, BACKEND_PORTS};
 
-/// How Envoy balances, by the configuration it runs.
+/// How the calls are balanced: by the configuration Envoy runs, or (for
+/// [`Policy::TowerPeakEwma`]) by the client itself, with no Envoy in the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Policy {
     /// Envoy's round robin over the three greeters.
     RoundRobin,
     /// Envoy's least request (P2C over outstanding requests).
     LeastRequest,
+    /// Envoy's least request scanning every host for the fewest outstanding requests
+    /// (`selection_method: FULL_SCAN`): the best stock Envoy offers for unequal capacity.
+    LeastRequestFullScan,
     /// The ewma-balancer filter with `override_host`.
     Ewma,
     /// The same filter with the retry policy `ewma.yaml` documents switched on.
@@ -22,6 +26,10 @@ pub enum Policy {
     /// The `wasm-probe` module making the filter's per-request host calls and nothing
     /// else: what the proxy-wasm ABI charges for them.
     Hostcalls,
+    /// No Envoy: the load generator balances itself with tower's p2c over PeakEwma
+    /// (Linkerd's defaults), one HTTP/2 connection per greeter: Linkerd's algorithm on
+    /// the same work without a proxy hop.
+    TowerPeakEwma,
 }
 
 impl Policy {
@@ -30,26 +38,36 @@ impl Policy {
         match self {
             Self::RoundRobin => "round_robin",
             Self::LeastRequest => "least_request",
+            Self::LeastRequestFullScan => "least_request_full_scan",
             Self::Ewma => "ewma",
             Self::EwmaRetry => "ewma_retry",
             Self::Oracle => "oracle",
             Self::WasmFloor => "wasm_floor",
             Self::Hostcalls => "hostcalls",
+            Self::TowerPeakEwma => "tower_peak_ewma",
         }
     }
 
-    /// Its Envoy configuration, relative to the repository root. A scenario run uses a
-    /// copy with the `greeter` cluster's endpoints set to [`Scenario::endpoints`].
-    pub fn config(self) -> &'static str {
+    /// Its Envoy configuration, relative to the repository root; `None` for a policy
+    /// that runs no Envoy. A scenario run uses a copy with the `greeter` cluster's
+    /// endpoints set to [`Scenario::endpoints`].
+    pub fn config(self) -> Option<&'static str> {
         match self {
-            Self::RoundRobin => "envoy-configs/static/round-robin.yaml",
-            Self::LeastRequest => "envoy-configs/static/least-request.yaml",
-            Self::Ewma => "envoy-configs/static/ewma.yaml",
-            Self::EwmaRetry => "envoy-configs/bench/ewma-retry.yaml",
-            Self::Oracle => "envoy-configs/bench/oracle.yaml",
-            Self::WasmFloor => "envoy-configs/bench/wasm-floor.yaml",
-            Self::Hostcalls => "envoy-configs/bench/hostcalls.yaml",
+            Self::RoundRobin => Some("envoy-configs/static/round-robin.yaml"),
+            Self::LeastRequest => Some("envoy-configs/static/least-request.yaml"),
+            Self::LeastRequestFullScan => Some("envoy-configs/bench/least-request-full-scan.yaml"),
+            Self::Ewma => Some("envoy-configs/static/ewma.yaml"),
+            Self::EwmaRetry => Some("envoy-configs/bench/ewma-retry.yaml"),
+            Self::Oracle => Some("envoy-configs/bench/oracle.yaml"),
+            Self::WasmFloor => Some("envoy-configs/bench/wasm-floor.yaml"),
+            Self::Hostcalls => Some("envoy-configs/bench/hostcalls.yaml"),
+            Self::TowerPeakEwma => None,
         }
+    }
+
+    /// Whether the calls cross a proxy (Envoy) on their way to the greeters.
+    pub fn has_proxy_hop(self) -> bool {
+        self.config().is_some()
     }
 
     /// The Wasm module its configuration loads, relative to the repository root.
@@ -58,7 +76,11 @@ impl Policy {
             Self::Ewma | Self::EwmaRetry => Some("target/wasm32-wasip1/release/ewma_balancer.wasm"),
             Self::WasmFloor => Some("target/wasm32-wasip1/release/wasm_floor.wasm"),
             Self::Hostcalls => Some(PROBE_MODULE),
-            Self::RoundRobin | Self::LeastRequest | Self::Oracle => None,
+            Self::RoundRobin
+            | Self::LeastRequest
+            | Self::LeastRequestFullScan
+            | Self::Oracle
+            | Self::TowerPeakEwma => None,
         }
     }
 }
@@ -99,16 +121,20 @@ pub enum Scenario {
     Churn,
     /// Ten backends, the last four 40 ms later.
     ManySlow,
+    /// Three backends of limited capacity (8, 8 and 2 calls at once, the rest queued)
+    /// at 70 % of their total capacity.
+    Capacity,
 }
 
 impl Scenario {
     /// All scenarios, in the order they run and are shown.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Self::Equal,
         Self::OneSlow,
         Self::FastFail,
         Self::Churn,
         Self::ManySlow,
+        Self::Capacity,
     ];
 
     /// The key in `summary.json`.
@@ -119,6 +145,7 @@ impl Scenario {
             Self::FastFail => "fast-fail",
             Self::Churn => "churn",
             Self::ManySlow => "many-slow",
+            Self::Capacity => "capacity",
         }
     }
 
@@ -130,35 +157,52 @@ impl Scenario {
             Self::FastFail => "127.0.0.1:50053 answers UNAVAILABLE at once",
             Self::Churn => "127.0.0.1:50053 killed at 1/3 of the run, restarted at 2/3",
             Self::ManySlow => "ten backends, 127.0.0.1:50057-50060 answer 40 ms later",
+            Self::Capacity => {
+                "capacities 8 / 8 / 2 calls at once, 31.5 ms each, the rest queued; 70 % load"
+            }
         }
     }
 
-    /// The policies compared in this scenario.
+    /// The policies compared in this scenario: Envoy's three everywhere; the retrying
+    /// filter where a backend fails or is slow; tower's balancer (Linkerd's algorithm,
+    /// no proxy) where one or more backends are slow or failing; the oracle where
+    /// there is a physical best to compare with.
     pub fn policies(self) -> &'static [Policy] {
         const THREE: &[Policy] = &[Policy::RoundRobin, Policy::LeastRequest, Policy::Ewma];
-        const WITH_ORACLE: &[Policy] = &[
+        const WITH_TOWER_AND_ORACLE: &[Policy] = &[
             Policy::RoundRobin,
             Policy::LeastRequest,
             Policy::Ewma,
+            Policy::TowerPeakEwma,
             Policy::Oracle,
         ];
-        const WITH_RETRY: &[Policy] = &[
+        const WITH_RETRY_AND_TOWER: &[Policy] = &[
             Policy::RoundRobin,
             Policy::LeastRequest,
             Policy::Ewma,
             Policy::EwmaRetry,
+            Policy::TowerPeakEwma,
         ];
-        const WITH_RETRY_AND_ORACLE: &[Policy] = &[
+        const WITH_RETRY_TOWER_AND_ORACLE: &[Policy] = &[
             Policy::RoundRobin,
             Policy::LeastRequest,
             Policy::Ewma,
             Policy::EwmaRetry,
+            Policy::TowerPeakEwma,
             Policy::Oracle,
+        ];
+        const CAPACITY: &[Policy] = &[
+            Policy::RoundRobin,
+            Policy::LeastRequest,
+            Policy::LeastRequestFullScan,
+            Policy::Ewma,
+            Policy::TowerPeakEwma,
         ];
         match self {
-            Self::OneSlow => WITH_RETRY_AND_ORACLE,
-            Self::FastFail => WITH_RETRY,
-            Self::ManySlow => WITH_ORACLE,
+            Self::OneSlow => WITH_RETRY_TOWER_AND_ORACLE,
+            Self::Capacity => CAPACITY,
+            Self::FastFail => WITH_RETRY_AND_TOWER,
+            Self::ManySlow => WITH_TOWER_AND_ORACLE,
             Self::Equal | Self::Churn => THREE,
         }
     }
@@ -167,7 +211,9 @@ impl Scenario {
     pub fn ports(self) -> &'static [u16] {
         match self {
             Self::ManySlow => &MANY_PORTS,
-            Self::Equal | Self::OneSlow | Self::FastFail | Self::Churn => &BACKEND_PORTS,
+            Self::Equal | Self::OneSlow | Self::FastFail | Self::Churn | Self::Capacity => {
+                &BACKEND_PORTS
+            }
         }
     }
 
@@ -175,13 +221,14 @@ impl Scenario {
     pub fn odd_ports(self) -> &'static [u16] {
         match self {
             Self::Equal => &[],
-            Self::OneSlow | Self::FastFail | Self::Churn => &[ODD_ONE_OUT],
+            Self::OneSlow | Self::FastFail | Self::Churn | Self::Capacity => &[ODD_ONE_OUT],
             Self::ManySlow => &MANY_SLOW_PORTS,
         }
     }
 
-    /// The endpoints `policy`'s Envoy balances over in this scenario: every greeter, or
-    /// for the oracle only those the scenario leaves alone.
+    /// The endpoints `policy` balances over in this scenario (Envoy's cluster, or the
+    /// client-side balancer's backends): every greeter, or for the oracle only those the
+    /// scenario leaves alone.
     pub fn endpoints(self, policy: Policy) -> Vec<u16> {
         let odd = self.odd_ports();
         self.ports()
@@ -203,12 +250,47 @@ impl Scenario {
                 match self {
                     Self::OneSlow | Self::ManySlow => greeter.delay(SLOW_BY),
                     Self::FastFail => greeter.fail_rate(1.0).fail_code("UNAVAILABLE"),
-                    Self::Equal | Self::Churn => greeter,
+                    Self::Equal | Self::Churn | Self::Capacity => greeter,
                 }
+            })
+            .zip(self.capacities())
+            .map(|(greeter, slots)| match slots {
+                Some(slots) => greeter.capacity(slots).service_time(SERVICE_TIME),
+                None => greeter,
             })
             .collect()
     }
+
+    /// Each greeter's capacity (calls served at once), in port order; `None` for
+    /// unlimited.
+    pub fn capacities(self) -> Vec<Option<u32>> {
+        match self {
+            Self::Capacity => CAPACITIES.map(Some).to_vec(),
+            _ => vec![None; self.ports().len()],
+        }
+    }
+
+    /// The most calls the load generator keeps in flight in this scenario: the plan's
+    /// bound, or in `capacity` one as large as Envoy's default circuit breaker
+    /// (`max_requests` 1024), so that the queue an overloaded greeter builds is
+    /// measured instead of throttling the offered load.
+    pub fn concurrency(self, plan: &Plan) -> usize {
+        match self {
+            Self::Capacity => plan.concurrency.max(CAPACITY_CONCURRENCY),
+            _ => plan.concurrency,
+        }
+    }
 }
+
+/// The capacities of `capacity`'s greeters, 127.0.0.1:50051-50053: calls served at once.
+pub const CAPACITIES: [u32; 3] = [8, 8, 2];
+
+/// Each call's work at `capacity`'s greeters, holding one slot: 31.5 ms makes the
+/// bench's 400 calls/s 70 % of the 18 slots' 571 calls/s.
+pub const SERVICE_TIME: Duration = Duration::from_micros(31_500);
+
+/// The in-flight bound of the `capacity` runs (see [`Scenario::concurrency`]).
+pub const CAPACITY_CONCURRENCY: usize = 1024;
 
 /// How much slower the slow backends of `one-slow` and `many-slow` are.
 pub const SLOW_BY: Duration = Duration::from_millis(40);
@@ -279,7 +361,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_scenario_compares_the_three_policies_with_retry_and_oracle_where_they_tell() {
+    fn every_scenario_compares_the_three_policies_with_retry_tower_and_oracle_where_they_tell() {
         let keys = |scenario: Scenario| -> Vec<&str> {
             scenario.policies().iter().map(|p| p.key()).collect()
         };
@@ -293,16 +375,61 @@ mod tests {
                 "least_request",
                 "ewma",
                 "ewma_retry",
+                "tower_peak_ewma",
                 "oracle"
             ]
         );
         assert_eq!(
             keys(Scenario::FastFail),
-            ["round_robin", "least_request", "ewma", "ewma_retry"]
+            [
+                "round_robin",
+                "least_request",
+                "ewma",
+                "ewma_retry",
+                "tower_peak_ewma"
+            ]
         );
         assert_eq!(
             keys(Scenario::ManySlow),
-            ["round_robin", "least_request", "ewma", "oracle"]
+            [
+                "round_robin",
+                "least_request",
+                "ewma",
+                "tower_peak_ewma",
+                "oracle"
+            ]
+        );
+        assert_eq!(
+            keys(Scenario::Capacity),
+            [
+                "round_robin",
+                "least_request",
+                "least_request_full_scan",
+                "ewma",
+                "tower_peak_ewma"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_tower_peak_ewma_runs_without_envoy_or_a_module() {
+        assert_eq!(Policy::TowerPeakEwma.config(), None);
+        assert_eq!(Policy::TowerPeakEwma.wasm_module(), None);
+        assert!(!Policy::TowerPeakEwma.has_proxy_hop());
+        for policy in [
+            Policy::RoundRobin,
+            Policy::LeastRequest,
+            Policy::Ewma,
+            Policy::EwmaRetry,
+            Policy::Oracle,
+            Policy::WasmFloor,
+            Policy::Hostcalls,
+        ] {
+            assert!(policy.has_proxy_hop(), "{}", policy.key());
+        }
+        assert_eq!(
+            Scenario::ManySlow.endpoints(Policy::TowerPeakEwma),
+            (50051..=50060).collect::<Vec<u16>>()
         );
     }
 
@@ -382,5 +509,50 @@ mod tests {
         let (full, quick) = (Plan::full(), Plan::quick());
         assert_eq!((quick.qps, quick.concurrency), (full.qps, full.concurrency));
         assert!(quick.measure < full.measure);
+    }
+
+    #[test]
+    fn capacity_greeters_serve_8_8_and_2_calls_at_once_for_31_5_ms_each() {
+        let service = Duration::from_micros(31_500);
+        assert_eq!(
+            Scenario::Capacity.greeters(),
+            [
+                Greeter::on(50051).capacity(8).service_time(service),
+                Greeter::on(50052).capacity(8).service_time(service),
+                Greeter::on(50053).capacity(2).service_time(service),
+            ]
+        );
+        assert_eq!(Scenario::Capacity.odd_ports(), [50053]);
+        assert_eq!(
+            Scenario::OneSlow.capacities(),
+            [None, None, None],
+            "other scenarios' greeters have unlimited capacity"
+        );
+    }
+
+    #[test]
+    fn capacity_offers_70_percent_of_the_total_capacity() {
+        let slots: u32 = CAPACITIES.iter().sum();
+        let capacity_per_s = f64::from(slots) / SERVICE_TIME.as_secs_f64();
+        let utilisation = Plan::full().qps / capacity_per_s;
+        assert!((utilisation - 0.7).abs() < 1e-9, "{utilisation}");
+    }
+
+    #[test]
+    fn only_capacity_lifts_the_in_flight_bound() {
+        let plan = Plan::full();
+        assert_eq!(Scenario::Capacity.concurrency(&plan), 1024);
+        assert_eq!(Scenario::OneSlow.concurrency(&plan), 64);
+        assert_eq!(Scenario::ManySlow.concurrency(&plan), 64);
+    }
+
+    #[test]
+    fn least_request_full_scan_has_its_own_config_and_no_module() {
+        assert_eq!(
+            Policy::LeastRequestFullScan.config(),
+            Some("envoy-configs/bench/least-request-full-scan.yaml")
+        );
+        assert_eq!(Policy::LeastRequestFullScan.wasm_module(), None);
+        assert!(Policy::LeastRequestFullScan.has_proxy_hop());
     }
 }

@@ -90,7 +90,11 @@ impl PerPolicy {
             Policy::WasmFloor => Some(self.wasm_floor),
             Policy::Hostcalls => Some(self.hostcalls),
             Policy::Ewma => Some(self.ewma),
-            Policy::LeastRequest | Policy::EwmaRetry | Policy::Oracle => None,
+            Policy::LeastRequest
+            | Policy::LeastRequestFullScan
+            | Policy::EwmaRetry
+            | Policy::Oracle
+            | Policy::TowerPeakEwma => None,
         }
     }
 
@@ -101,7 +105,11 @@ impl PerPolicy {
             Policy::WasmFloor => self.wasm_floor = value,
             Policy::Hostcalls => self.hostcalls = value,
             Policy::Ewma => self.ewma = value,
-            Policy::LeastRequest | Policy::EwmaRetry | Policy::Oracle => {}
+            Policy::LeastRequest
+            | Policy::LeastRequestFullScan
+            | Policy::EwmaRetry
+            | Policy::Oracle
+            | Policy::TowerPeakEwma => {}
         }
     }
 }

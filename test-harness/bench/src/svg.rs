@@ -75,11 +75,13 @@ pub fn colour(policy: Policy) -> &'static str {
     match policy {
         Policy::RoundRobin => "#4e79a7",
         Policy::LeastRequest => "#f28e2b",
+        Policy::LeastRequestFullScan => "#ff9d9a",
         Policy::Ewma => "#59a14f",
         Policy::EwmaRetry => "#8cd17d",
         Policy::Oracle => "#9c9c9c",
         Policy::WasmFloor => "#b07aa1",
         Policy::Hostcalls => "#76b7b2",
+        Policy::TowerPeakEwma => "#edc948",
     }
 }
 
@@ -154,6 +156,14 @@ pub fn latency_svg(summary: &BenchSummary, title: &str) -> String {
     }
     if let Some(p) = previous {
         group_title(&mut svg, p, group_start, x);
+    }
+    if runs.iter().any(|&(_, policy)| !policy.has_proxy_hop()) {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{LEFT}" y="{:.1}" font-size="11" fill="#555">{}: no proxy hop (tower's p2c over PeakEwma in the client, as Linkerd's balancer inside its proxy)</text>"##,
+            HEIGHT - 8.0,
+            Policy::TowerPeakEwma.key()
+        );
     }
     svg.push_str("</svg>\n");
     svg
@@ -356,5 +366,17 @@ mod tests {
         assert!(svg.contains(">66.7%</text>") && svg.contains(">99.7%</text>"));
         assert!(svg.contains(">0.1 ms</text>") && svg.contains(">10 ms</text>"));
         assert_eq!(svg.matches(">round_robin</text>").count(), 2);
+        assert!(!svg.contains("no proxy hop"));
+    }
+
+    #[test]
+    fn a_client_side_run_gets_its_own_colour_and_a_note() {
+        let mut summary = BenchSummary::default();
+        summary.insert(Scenario::OneSlow, Policy::Ewma, run(0.8, 2.2, 1.0));
+        summary.insert(Scenario::OneSlow, Policy::TowerPeakEwma, run(0.5, 2.0, 1.0));
+        let svg = latency_svg(&summary, "t");
+        assert_eq!(svg.matches(">tower_peak_ewma</text>").count(), 1);
+        assert!(svg.contains(r##"fill="#edc948""##));
+        assert!(svg.contains("tower_peak_ewma: no proxy hop"));
     }
 }

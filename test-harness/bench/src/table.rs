@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 use super::{
     goals::{goals, share_of},
     overhead::OverheadSamples,
-    plan::{Plan, Policy, Scenario, ODD_ONE_OUT, OVERHEAD_POLICIES},
+    plan::{Plan, Policy, Scenario, CAPACITIES, ODD_ONE_OUT, OVERHEAD_POLICIES},
     summary::{BenchSummary, Overhead, RunResult},
 };
 
@@ -34,15 +34,17 @@ pub fn markdown(summary: &BenchSummary, setup: &Setup) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "Open loop at {} calls/s (at most {} in flight) over one HTTP/2 connection through \
-         Envoy ({} workers); {} warm-up, then {} measured per run{}. Latencies in ms, of \
+        "Open loop at {} calls/s (at most {} in flight; {} in {capacity}) over one HTTP/2 \
+         connection through Envoy ({} workers); {} warm-up, then {} measured per run{}. \
+         Latencies in ms, of \
          successful calls, from their intended send time. Whole benchmark: {:.0} s.\n\n\
          Shares are of the successful calls, in %; for {many}'s {} backends, the range over \
          the {} fast ones and over the {} slow ones (×count). *Odd share*: the part that went \
-         to the backends the scenario makes slow, failing or dead (127.0.0.1:{ODD_ONE_OUT}; \
-         {} in {many}).\n",
+         to the backends the scenario makes slow, failing, dead or small (127.0.0.1:{ODD_ONE_OUT}, \
+         in {capacity} the one with {} slots; {} in {many}).\n",
         plan.qps,
         plan.concurrency,
+        Scenario::Capacity.concurrency(plan),
         plan.envoy_workers,
         human(plan.warm_up),
         human(plan.measure),
@@ -55,9 +57,14 @@ pub fn markdown(summary: &BenchSummary, setup: &Setup) -> String {
         Scenario::ManySlow.ports().len(),
         Scenario::ManySlow.ports().len() - Scenario::ManySlow.odd_ports().len(),
         Scenario::ManySlow.odd_ports().len(),
+        CAPACITIES[2],
         port_range(Scenario::ManySlow.odd_ports()),
         many = Scenario::ManySlow.key(),
+        capacity = Scenario::Capacity.key(),
     );
+    if let Some(note) = client_side_note(summary) {
+        let _ = writeln!(out, "{note}\n");
+    }
     let _ = writeln!(
         out,
         "| scenario | policy | p50 | p90 | p99 | p999 | max | success | rps | share {} (%) | odd share (%) |",
@@ -129,6 +136,24 @@ pub fn markdown(summary: &BenchSummary, setup: &Setup) -> String {
         );
     }
     out
+}
+
+/// What the rows without Envoy are; `None` if there are none.
+fn client_side_note(summary: &BenchSummary) -> Option<String> {
+    let ran = Scenario::ALL
+        .iter()
+        .any(|&scenario| summary.result(scenario, Policy::TowerPeakEwma).is_some());
+    ran.then(|| {
+        format!(
+            "*{}* has no proxy hop: no Envoy runs, and the load generator balances the same \
+             load itself with tower's p2c over PeakEwma (Linkerd's defaults: 30 ms default \
+             RTT, 10 s decay, RTT to the response headers) over one HTTP/2 connection per \
+             greeter, as Linkerd's balancer does inside its proxy. A gRPC status comes after \
+             HTTP 200, so tower counts a fast UNAVAILABLE as a fast answer (Linkerd adds \
+             failure accrual separately).",
+            Policy::TowerPeakEwma.key()
+        )
+    })
 }
 
 /// Where the filter's cost over the no-op module goes: the host calls (the probe making
@@ -278,6 +303,7 @@ mod tests {
         summary.insert(Scenario::OneSlow, Policy::RoundRobin, slow);
         summary.insert(Scenario::OneSlow, Policy::Ewma, run(0.9, 2.6, 0.9995));
         summary.insert(Scenario::Equal, Policy::Ewma, run(0.9, 2.0, 1.0));
+        summary.insert(Scenario::OneSlow, Policy::TowerPeakEwma, run(0.5, 2.2, 1.0));
         let mut many = run(0.9, 2.7, 1.0);
         many.share = (50051..=50060)
             .map(|port| {
@@ -322,12 +348,14 @@ mod tests {
         };
         let text = markdown(&summary, &setup);
         let expected_lines = [
-            "Open loop at 400 calls/s (at most 64 in flight) over one HTTP/2 connection through Envoy (2 workers); 2 s warm-up, then 10 s measured per run. Latencies in ms, of successful calls, from their intended send time. Whole benchmark: 241 s.",
-            "Shares are of the successful calls, in %; for many-slow's 10 backends, the range over the 6 fast ones and over the 4 slow ones (×count). *Odd share*: the part that went to the backends the scenario makes slow, failing or dead (127.0.0.1:50053; 50057-50060 in many-slow).",
+            "Open loop at 400 calls/s (at most 64 in flight; 1024 in capacity) over one HTTP/2 connection through Envoy (2 workers); 2 s warm-up, then 10 s measured per run. Latencies in ms, of successful calls, from their intended send time. Whole benchmark: 241 s.",
+            "Shares are of the successful calls, in %; for many-slow's 10 backends, the range over the 6 fast ones and over the 4 slow ones (×count). *Odd share*: the part that went to the backends the scenario makes slow, failing, dead or small (127.0.0.1:50053, in capacity the one with 2 slots; 50057-50060 in many-slow).",
             "| scenario | policy | p50 | p90 | p99 | p999 | max | success | rps | share 50051 / 50052 / 50053 (%) | odd share (%) |",
             "| equal | ewma | 0.90 | 1.80 | 2.00 | 4.00 | 6.00 | 100.00 % | 400 | 50.0 / 50.0 / 0.0 | – |",
             "| one-slow | round_robin | 1.00 | 2.00 | 41.0 | 82.0 | 123 | 100.00 % | 400 | 33.3 / 33.3 / 33.3 | 33.33 |",
             "| one-slow | ewma | 0.90 | 1.80 | 2.60 | 5.20 | 7.80 | 99.95 % | 400 | 50.0 / 50.0 / 0.0 | 0.00 |",
+            "| one-slow | tower_peak_ewma | 0.50 | 1.00 | 2.20 | 4.40 | 6.60 | 100.00 % | 400 | 50.0 / 50.0 / 0.0 | 0.00 |",
+            "*tower_peak_ewma* has no proxy hop: no Envoy runs, and the load generator balances the same load itself with tower's p2c over PeakEwma (Linkerd's defaults: 30 ms default RTT, 10 s decay, RTT to the response headers) over one HTTP/2 connection per greeter, as Linkerd's balancer does inside its proxy. A gRPC status comes after HTTP 200, so tower counts a fast UNAVAILABLE as a fast answer (Linkerd adds failure accrual separately).",
             "| many-slow | ewma | 0.90 | 1.80 | 2.70 | 5.40 | 8.10 | 100.00 % | 400 | 16.6–16.9 ×6 / 0.0 ×4 | 0.16 |",
             "| round_robin | 100.0 | – | 100 | 3000 | 9.50 |",
             "| wasm_floor | 140.0 | +40.0 (+40 %) | 140 | 2500 | 11.0 |",

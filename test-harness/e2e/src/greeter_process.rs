@@ -32,6 +32,10 @@ pub struct Greeter {
     hang: bool,
     backend_addr: Option<String>,
     max_connection_age: Option<Duration>,
+    capacity: Option<u32>,
+    service_time: Duration,
+    service_dist_exp: bool,
+    capacity_change: Option<(u32, Duration)>,
     ready_timeout: Duration,
 }
 
@@ -48,6 +52,10 @@ impl Greeter {
             hang: false,
             backend_addr: None,
             max_connection_age: None,
+            capacity: None,
+            service_time: Duration::ZERO,
+            service_dist_exp: false,
+            capacity_change: None,
             ready_timeout: GREETER_READY_TIMEOUT,
         }
     }
@@ -101,6 +109,33 @@ impl Greeter {
         self
     }
 
+    /// Serve at most `slots` calls at once, the rest waiting in FIFO order, each holding
+    /// a slot for [`Greeter::service_time`] (`--capacity`).
+    pub fn capacity(mut self, slots: u32) -> Self {
+        self.capacity = Some(slots);
+        self
+    }
+
+    /// Each call's work under [`Greeter::capacity`] (`--service-time`); the mean if
+    /// [`Greeter::service_dist_exp`].
+    pub fn service_time(mut self, work: Duration) -> Self {
+        self.service_time = work;
+        self
+    }
+
+    /// Exponentially distributed service times (`--service-dist exp`).
+    pub fn service_dist_exp(mut self) -> Self {
+        self.service_dist_exp = true;
+        self
+    }
+
+    /// Change the capacity to `slots` at `at` after start (`--capacity-after`,
+    /// `--capacity-change-at`).
+    pub fn capacity_change(mut self, slots: u32, at: Duration) -> Self {
+        self.capacity_change = Some((slots, at));
+        self
+    }
+
     /// Give up on the greeter if it does not accept connections within this.
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
@@ -151,6 +186,25 @@ impl Greeter {
                 "--max-connection-age".to_owned(),
                 humantime::format_duration(age).to_string(),
             ]);
+        }
+        if let Some(slots) = self.capacity {
+            args.extend([
+                "--capacity".to_owned(),
+                slots.to_string(),
+                "--service-time".to_owned(),
+                humantime::format_duration(self.service_time).to_string(),
+            ]);
+            if self.service_dist_exp {
+                args.extend(["--service-dist".to_owned(), "exp".to_owned()]);
+            }
+            if let Some((slots, at)) = self.capacity_change {
+                args.extend([
+                    "--capacity-after".to_owned(),
+                    slots.to_string(),
+                    "--capacity-change-at".to_owned(),
+                    humantime::format_duration(at).to_string(),
+                ]);
+            }
         }
         args
     }
@@ -373,5 +427,38 @@ mod tests {
                 "30s"
             ]
         );
+    }
+
+    #[test]
+    fn capacity_options_become_flags() {
+        let args = Greeter::on(50063)
+            .capacity(8)
+            .service_time(Duration::from_micros(31_500))
+            .service_dist_exp()
+            .capacity_change(4, Duration::from_secs(5))
+            .args();
+        assert_eq!(
+            args[10..],
+            [
+                "--capacity",
+                "8",
+                "--service-time",
+                "31ms 500us",
+                "--service-dist",
+                "exp",
+                "--capacity-after",
+                "4",
+                "--capacity-change-at",
+                "5s"
+            ]
+        );
+    }
+
+    #[test]
+    fn service_options_without_a_capacity_pass_no_flags() {
+        let greeter = Greeter::on(50064)
+            .service_time(Duration::from_millis(10))
+            .service_dist_exp();
+        assert_eq!(greeter.args(), Greeter::on(50064).args());
     }
 }

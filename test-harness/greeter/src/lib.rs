@@ -6,6 +6,8 @@
 //!   backend back out of it (how clients count calls per backend);
 //! - [`behaviour`]: how a call is treated (delay, jitter, failures, hangs), a pure
 //!   function of the configuration and an injected random source;
+//! - [`capacity`]: a limited number of calls served at once, the rest queued in FIFO
+//!   order, each holding a slot for its service time (fixed or exponential);
 //! - [`service`]: the gRPC service answering as one backend;
 //! - [`server`]: binding and serving it until told to stop;
 //! - [`grpc_code`]: gRPC status codes by name or number.
@@ -19,6 +21,7 @@ pub mod pb {
 }
 
 pub mod behaviour;
+pub mod capacity;
 pub mod greeting;
 pub mod grpc_code;
 pub mod server;

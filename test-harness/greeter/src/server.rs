@@ -9,7 +9,12 @@ use std::{future::Future, io, net::SocketAddr, time::Duration};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tonic::transport::{server::TcpIncoming, Server};
 
-use crate::{behaviour::Behaviour, pb::greeter_server::GreeterServer, service::GreeterService};
+use crate::{
+    behaviour::Behaviour,
+    capacity::{Capacity, CapacityChange, CapacityGate},
+    pb::greeter_server::GreeterServer,
+    service::GreeterService,
+};
 
 /// How long in-flight calls may finish after shutdown is requested. Hanging
 /// calls never finish, so the server stops waiting for them after this.
@@ -26,6 +31,9 @@ pub struct ServerOptions {
     /// Close each HTTP/2 connection (with GOAWAY) after it has lived this long,
     /// forcing clients to reconnect and be re-balanced.
     pub max_connection_age: Option<Duration>,
+    /// Serve at most this many calls at once, the rest waiting in FIFO order; `None`
+    /// serves every call at once.
+    pub capacity: Option<Capacity>,
 }
 
 /// A greeter bound to its listen address but not yet serving.
@@ -35,6 +43,8 @@ pub struct BoundGreeter {
     local_addr: SocketAddr,
     service: GreeterService,
     max_connection_age: Option<Duration>,
+    /// The capacity's slots and its scheduled change, started with serving.
+    capacity: Option<(CapacityGate, Option<CapacityChange>)>,
 }
 
 impl BoundGreeter {
@@ -49,11 +59,23 @@ impl BoundGreeter {
         let backend = options
             .backend_addr
             .unwrap_or_else(|| local_addr.to_string());
+        let service = GreeterService::new(backend, options.behaviour);
+        let (service, capacity) = match options.capacity {
+            Some(capacity) => {
+                let gate = CapacityGate::new(capacity.slots);
+                (
+                    service.with_capacity(gate.clone(), capacity.service_time),
+                    Some((gate, capacity.change)),
+                )
+            }
+            None => (service, None),
+        };
         Ok(Self {
             listener,
             local_addr,
-            service: GreeterService::new(backend, options.behaviour),
+            service,
             max_connection_age: options.max_connection_age,
+            capacity,
         })
     }
 
@@ -78,6 +100,11 @@ impl BoundGreeter {
         self,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
+        // The capacity change is timed from the start of serving, and ends with it.
+        let _change = self
+            .capacity
+            .as_ref()
+            .and_then(|(gate, change)| change.map(|change| AbortOnDrop(gate.schedule(change))));
         let mut builder = Server::builder();
         if let Some(age) = self.max_connection_age {
             builder = builder.max_connection_age(age);
@@ -100,5 +127,14 @@ impl BoundGreeter {
         tokio::time::timeout(SHUTDOWN_GRACE, server)
             .await
             .unwrap_or(Ok(()))
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -8,6 +8,8 @@
 //!   periodically (gRPC's policy over a headless Service);
 //! - [`open`]: open-loop load at a fixed rate, latency counted from the intended send
 //!   time, tallied per interval with HDR histograms (the `loadgen` binary, the bench);
+//! - [`tower_peak_ewma`]: Linkerd's balancer client-side (tower's p2c over PeakEwma, one
+//!   connection per greeter), a target of [`open`] runs;
 //! - [`reset_flood`]: a hostile HTTP/2 client that resets its own streams;
 //! - [`header`]: `name: value` metadata from the command line.
 
@@ -23,3 +25,4 @@ pub mod header;
 pub mod open;
 pub mod report;
 pub mod reset_flood;
+pub mod tower_peak_ewma;

@@ -312,13 +312,7 @@ impl Scenario {
             let worker = index % vms.len();
             let vm = &mut vms[worker];
             vm.set_now((self.clock)(t));
-            let mut request = headers(&[
-                (":method", "POST"),
-                (":path", "/helloworld.Greeter/SayHello"),
-                (":authority", "greeter"),
-                ("content-type", "application/grpc"),
-                ("te", "trailers"),
-            ]);
+            let mut request = unary_call_headers();
             request.extend(
                 self.client_headers
                     .iter()
@@ -414,41 +408,61 @@ impl Scenario {
 }
 
 impl Scenario {
-    /// `/clusters?format=json` as Envoy 1.40 answers it for the scenario's cluster at
-    /// scenario time `t`: each member's address, weight 1 and health (an EDS status, or
-    /// a health flag such as `failed_outlier_check`), and a few of the stats each host
-    /// carries (the answer's size matters: about 900 bytes per host in Envoy).
+    /// `/clusters?format=json` for the scenario's members at scenario time `t`.
     fn admin_answer(&self, t: Nanos) -> Vec<u8> {
-        let hosts: Vec<String> = self
-            .endpoints
-            .iter()
-            .filter(|e| e.member_at(t))
-            .map(|e| {
-                let (ip, port) = e.addr.rsplit_once(':').unwrap_or((&e.addr, "0"));
-                let ip = ip.trim_start_matches('[').trim_end_matches(']');
-                let health = match (e.health)(t) {
-                    flag @ ("failed_outlier_check" | "failed_active_health_check") => {
-                        format!(r#"{{"eds_health_status":"HEALTHY","{flag}":true}}"#)
-                    }
-                    eds => format!(r#"{{"eds_health_status":"{eds}"}}"#),
-                };
-                format!(
-                    r#"{{"address":{{"socket_address":{{"address":"{ip}","port_value":{port}}}}},"stats":[{{"name":"cx_connect_fail"}},{{"name":"cx_total","value":"3"}},{{"name":"rq_error"}},{{"name":"rq_success","value":"120"}},{{"name":"rq_timeout"}},{{"name":"rq_total","value":"120"}},{{"type":"GAUGE","name":"cx_active","value":"1"}},{{"type":"GAUGE","name":"rq_active"}},{{"type":"GAUGE","name":"rq_pending_active"}}],"health_status":{health},"weight":1,"locality":{{}}}}"#
-                )
-            })
-            .collect();
-        format!(
-            r#"{{"cluster_statuses":[{{"name":"{}","host_statuses":[{}],"observability_name":"{}"}}]}}"#,
-            self.cluster,
-            hosts.join(","),
-            self.cluster
+        clusters_json(
+            &self.cluster,
+            self.endpoints
+                .iter()
+                .filter(|e| e.member_at(t))
+                .map(|e| (e.addr.as_str(), (e.health)(t))),
         )
-        .into_bytes()
     }
 }
 
+/// `/clusters?format=json` as Envoy 1.40 answers it for one cluster: each host's address,
+/// weight 1 and health (an EDS status, or a health flag such as `failed_outlier_check`),
+/// and a few of the stats each host carries (the answer's size matters: about 900 bytes
+/// per host in Envoy).
+pub fn clusters_json<'a>(
+    cluster: &str,
+    hosts: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<u8> {
+    let hosts: Vec<String> = hosts
+        .map(|(addr, health)| {
+            let (ip, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            let health = match health {
+                flag @ ("failed_outlier_check" | "failed_active_health_check") => {
+                    format!(r#"{{"eds_health_status":"HEALTHY","{flag}":true}}"#)
+                }
+                eds => format!(r#"{{"eds_health_status":"{eds}"}}"#),
+            };
+            format!(
+                r#"{{"address":{{"socket_address":{{"address":"{ip}","port_value":{port}}}}},"stats":[{{"name":"cx_connect_fail"}},{{"name":"cx_total","value":"3"}},{{"name":"rq_error"}},{{"name":"rq_success","value":"120"}},{{"name":"rq_timeout"}},{{"name":"rq_total","value":"120"}},{{"type":"GAUGE","name":"cx_active","value":"1"}},{{"type":"GAUGE","name":"rq_active"}},{{"type":"GAUGE","name":"rq_pending_active"}}],"health_status":{health},"weight":1,"locality":{{}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"cluster_statuses":[{{"name":"{cluster}","host_statuses":[{}],"observability_name":"{cluster}"}}]}}"#,
+        hosts.join(","),
+    )
+    .into_bytes()
+}
+
+/// The request headers of a unary `helloworld.Greeter/SayHello` call.
+pub fn unary_call_headers() -> HeaderMap {
+    headers(&[
+        (":method", "POST"),
+        (":path", "/helloworld.Greeter/SayHello"),
+        (":authority", "greeter"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ])
+}
+
 /// Delivers an endpoint's reply to the filter as Envoy would, and ends the stream.
-fn respond(vm: &mut Vm, ctx: u32, reply: Reply) -> Result<Cost> {
+pub fn respond(vm: &mut Vm, ctx: u32, reply: Reply) -> Result<Cost> {
     let ok_headers = || headers(&[(":status", "200"), ("content-type", "application/grpc")]);
     let mut cost = Cost::default();
     // Envoy always has response flags (0: none).

@@ -7,7 +7,14 @@
 //! BENCH_QUICK=1 make bench     # the same runs, shorter: under two minutes
 //! make bench-publish           # copy the latest tables and chart into docs/benchmark.md and docs/bench/
 //! make bench-hostcalls         # what each proxy-wasm host call costs: target/bench/hostcalls.*
+//! cargo run --release -p bench --bin bench -- --scenario capacity --scenario one-slow
 //! ```
+//!
+//! `--scenario KEY` (repeatable; the keys of `summary.json`, and `overhead` for the
+//! overhead rounds) runs only the named parts, in their usual order, and writes its
+//! outputs to `target/bench/selected/` instead, so that a partial run never overwrites
+//! the full results `make bench-publish` copies; goals of parts not run read
+//! "not measured".
 //!
 //! Scenarios run one after another, each under each policy with a fresh Envoy: warm-up
 //! load first (not counted), then the measured run. Each run's Envoy gets a copy of the
@@ -16,6 +23,10 @@
 //! 10000 and 9901, greeters 50051-50060) are held only while the benchmark runs, under
 //! the same cross-process lock as the end-to-end tests; every process is a guard that
 //! stops it when dropped, also on error.
+//!
+//! `tower_peak_ewma` runs no Envoy: the load generator balances the same load itself
+//! with tower's p2c over PeakEwma, one connection per greeter (Linkerd's algorithm
+//! without a proxy hop).
 
 #![forbid(unsafe_code)]
 
@@ -43,7 +54,7 @@ use e2e::{
     BACKEND_PORTS,
 };
 use loadgen::closed::DEFAULT_TARGET;
-use loadgen::open::{run_loadgen, LoadgenReport, LoadgenSpec, LoadgenSummary};
+use loadgen::open::{run_loadgen, LoadgenReport, LoadgenSpec, LoadgenSummary, Target};
 use wasm_probe::with_probe_calls;
 
 /// Where the outputs go, relative to the repository root.
@@ -73,6 +84,35 @@ struct Args {
     /// wasm-probe module): target/bench/hostcalls.{json,md}.
     #[arg(long)]
     hostcalls: bool,
+    /// Run only this scenario (by its key, e.g. `capacity`, or `overhead` for the
+    /// overhead rounds); repeatable. Outputs go to target/bench/selected/.
+    #[arg(long = "scenario", value_name = "KEY", value_parser = parse_part,
+          conflicts_with_all = ["publish", "hostcalls"])]
+    scenarios: Vec<Part>,
+}
+
+/// A part of the benchmark `--scenario` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Scenario(Scenario),
+    Overhead,
+}
+
+fn parse_part(key: &str) -> Result<Part, String> {
+    if key == "overhead" {
+        return Ok(Part::Overhead);
+    }
+    Scenario::ALL
+        .into_iter()
+        .find(|scenario| scenario.key() == key)
+        .map(Part::Scenario)
+        .ok_or_else(|| {
+            let keys: Vec<&str> = Scenario::ALL.iter().map(|s| s.key()).collect();
+            format!(
+                "unknown scenario `{key}`: expected one of {}, overhead",
+                keys.join(", ")
+            )
+        })
 }
 
 #[tokio::main]
@@ -83,7 +123,7 @@ async fn main() -> ExitCode {
     } else if args.hostcalls {
         hostcalls().await
     } else {
-        bench().await
+        bench(&args.scenarios).await
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,7 +138,14 @@ fn quick() -> bool {
     std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-async fn bench() -> Result<(), String> {
+/// The whole benchmark, or only the `selected` parts (all if empty).
+async fn bench(selected: &[Part]) -> Result<(), String> {
+    let runs = |part: Part| selected.is_empty() || selected.contains(&part);
+    let out_dir = if selected.is_empty() {
+        OUT_DIR.to_owned()
+    } else {
+        format!("{OUT_DIR}/selected")
+    };
     let quick = quick();
     let plan = if quick { Plan::quick() } else { Plan::full() };
     let server = preflight()?;
@@ -114,16 +161,23 @@ async fn bench() -> Result<(), String> {
     );
 
     let mut summary = BenchSummary::default();
-    for scenario in Scenario::ALL {
+    for scenario in Scenario::ALL
+        .into_iter()
+        .filter(|&scenario| runs(Part::Scenario(scenario)))
+    {
         println!("{}: {}", scenario.key(), scenario.description());
         let mut greeters = spawn_greeters(scenario.greeters(), &server)?;
         for &policy in scenario.policies() {
             let run = scenario_run(&plan, scenario, policy, &mut greeters).await?;
-            println!("  {:<14} {}", policy.key(), one_line(scenario, &run));
+            println!("  {:<23} {}", policy.key(), one_line(scenario, &run));
             summary.insert(scenario, policy, RunResult::from(&run));
         }
     }
-    let overhead_samples = overhead(&plan, &server).await?;
+    let overhead_samples = if runs(Part::Overhead) {
+        overhead(&plan, &server).await?
+    } else {
+        OverheadSamples::default()
+    };
     summary.overhead = overhead_samples.figures();
 
     let elapsed = started.elapsed();
@@ -142,7 +196,7 @@ async fn bench() -> Result<(), String> {
         "Latency by scenario and policy: {} calls/s open loop, one HTTP/2 connection",
         plan.qps
     );
-    let dir = repo_root().join(OUT_DIR);
+    let dir = repo_root().join(&out_dir);
     let json = serde_json::to_string_pretty(&summary)
         .map_err(|error| format!("cannot encode summary: {error}"))?;
     write(&dir.join("summary.json"), &(json + "\n"))?;
@@ -151,11 +205,11 @@ async fn bench() -> Result<(), String> {
 
     println!("\n{table}");
     println!(
-        "wrote {OUT_DIR}/summary.json, {OUT_DIR}/latency.svg, {OUT_DIR}/summary.md in {:.1} s",
+        "wrote {out_dir}/summary.json, {out_dir}/latency.svg, {out_dir}/summary.md in {:.1} s",
         elapsed.as_secs_f64()
     );
     let budget = if quick { BUDGET_QUICK } else { BUDGET_FULL };
-    if elapsed > budget {
+    if selected.is_empty() && elapsed > budget {
         println!(
             "note: the benchmark took longer than its {} budget (a busy machine?)",
             humantime::format_duration(budget)
@@ -196,11 +250,12 @@ fn start_envoy(config: &Path, name: &str, workers: u32) -> Result<EnvoyProcess, 
     )
 }
 
-fn open_loop(plan: &Plan, duration: Duration) -> LoadgenSpec {
+/// `plan`'s open-loop load at `target`, with `scenario`'s in-flight bound.
+fn open_loop(plan: &Plan, scenario: Scenario, target: &Target, duration: Duration) -> LoadgenSpec {
     LoadgenSpec {
-        concurrency: plan.concurrency,
+        concurrency: scenario.concurrency(plan),
         timeout: CALL_TIMEOUT,
-        ..LoadgenSpec::open(DEFAULT_TARGET, plan.qps, duration)
+        ..LoadgenSpec::open(target.clone(), plan.qps, duration)
     }
 }
 
@@ -210,7 +265,8 @@ async fn load(spec: &LoadgenSpec) -> Result<LoadgenReport, String> {
         .map_err(|error| error.to_string())
 }
 
-/// One scenario under one policy: a fresh Envoy, warm-up, then the measured run.
+/// One scenario under one policy: a fresh Envoy (none for a client-side policy),
+/// warm-up, then the measured run.
 async fn scenario_run(
     plan: &Plan,
     scenario: Scenario,
@@ -218,10 +274,26 @@ async fn scenario_run(
     greeters: &mut [GreeterProcess],
 ) -> Result<LoadgenSummary, String> {
     let name = format!("{}-{}", scenario.key(), policy.key());
-    let config = run_config(scenario, policy, &name)?;
-    let _envoy = start_envoy(&config, &format!("bench-{name}"), plan.envoy_workers)?;
-    load(&open_loop(plan, plan.warm_up)).await?;
-    let spec = open_loop(plan, plan.measure);
+    let (target, _envoy) = match policy.config() {
+        Some(source) => {
+            let config = run_config(scenario, policy, source, &name)?;
+            let envoy = start_envoy(&config, &format!("bench-{name}"), plan.envoy_workers)?;
+            (Target::from(DEFAULT_TARGET), Some(envoy))
+        }
+        // The balancer lives in the load generator, one connection per greeter.
+        None => (
+            Target::TowerPeakEwma(
+                scenario
+                    .endpoints(policy)
+                    .iter()
+                    .map(|port| format!("http://127.0.0.1:{port}"))
+                    .collect(),
+            ),
+            None,
+        ),
+    };
+    load(&open_loop(plan, scenario, &target, plan.warm_up)).await?;
+    let spec = open_loop(plan, scenario, &target, plan.measure);
     let report = if scenario == Scenario::Churn {
         let odd = greeters
             .iter_mut()
@@ -237,11 +309,15 @@ async fn scenario_run(
     Ok(report.summary)
 }
 
-/// Writes `target/bench/configs/<name>.yaml`: `policy`'s configuration with the greeters
-/// `scenario` gives it as the `greeter` cluster's endpoints.
-fn run_config(scenario: Scenario, policy: Policy, name: &str) -> Result<PathBuf, String> {
+/// Writes `target/bench/configs/<name>.yaml`: `policy`'s configuration (`source`) with
+/// the greeters `scenario` gives it as the `greeter` cluster's endpoints.
+fn run_config(
+    scenario: Scenario,
+    policy: Policy,
+    source: &str,
+    name: &str,
+) -> Result<PathBuf, String> {
     let root = repo_root();
-    let source = policy.config();
     let text = fs::read_to_string(root.join(source))
         .map_err(|error| format!("cannot read {source}: {error}"))?;
     let path = root
@@ -280,7 +356,7 @@ async fn overhead(plan: &Plan, server: &Path) -> Result<OverheadSamples, String>
     let mut samples = OverheadSamples::default();
     for round in 1..=plan.overhead_rounds {
         for policy in OVERHEAD_POLICIES {
-            let config = repo_root().join(policy.config());
+            let config = repo_root().join(envoy_config(policy)?);
             let name = format!("bench-overhead-{}", policy.key());
             let (sample, report) = saturate(plan, &config, &name).await?;
             println!(
@@ -324,6 +400,13 @@ async fn saturate(
     Ok((sample, report.summary))
 }
 
+/// `policy`'s Envoy configuration, for the runs that need one.
+fn envoy_config(policy: Policy) -> Result<&'static str, String> {
+    policy
+        .config()
+        .ok_or_else(|| format!("{} runs no Envoy", policy.key()))
+}
+
 fn sample_line(sample: &OverheadSample) -> String {
     format!(
         "{:>6.1} µs Envoy CPU/request ({} requests, {:.2} s CPU)  {:>5.0} rps  p50 {:.2} ms",
@@ -345,7 +428,7 @@ async fn hostcalls() -> Result<(), String> {
     let _ports = fixed_ports_lock();
     let started = Instant::now();
     let root = repo_root();
-    let template_path = root.join(Policy::Hostcalls.config());
+    let template_path = root.join(envoy_config(Policy::Hostcalls)?);
     let template = fs::read_to_string(&template_path)
         .map_err(|error| format!("cannot read {}: {error}", template_path.display()))?;
     let dir = root.join(OUT_DIR).join("hostcalls");

@@ -4,9 +4,12 @@
 //! ```text
 //! greeter-server --port 50052 --delay 40ms --jitter 10ms
 //! greeter-server --port 50053 --fail-rate 0.5 --fail-code RESOURCE_EXHAUSTED
+//! greeter-server --port 50051 --capacity 8 --service-time 30ms --service-dist exp
+//! greeter-server --port 50051 --capacity 8 --service-time 30ms --capacity-after 4 --capacity-change-at 60s
 //! ```
 //!
-//! SIGUSR1 heals it: from then on every call is answered at once.
+//! SIGUSR1 heals it: from then on every call is answered at once (its --capacity, if
+//! any, stays: that is the backend's size, not a fault).
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +18,7 @@ use std::{process::ExitCode, time::Duration};
 use clap::Parser;
 use greeter::{
     behaviour::{Behaviour, FailRate},
+    capacity::{Capacity, CapacityChange, ServiceDist, ServiceTime},
     grpc_code::parse_failure_code,
     server::{BoundGreeter, ServerOptions},
 };
@@ -54,6 +58,25 @@ struct Args {
     /// Address to name in replies instead of the listen address.
     #[arg(long, env = "BACKEND_ADDR")]
     backend_addr: Option<String>,
+    /// Serve at most N calls at once; the rest wait in FIFO order (unlimited if unset).
+    /// Each call holds a slot for --service-time; --delay comes on top without a slot.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    capacity: Option<u32>,
+    /// Each call's work with --capacity, holding one slot, e.g. `30ms` (the mean with
+    /// `--service-dist exp`).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, requires = "capacity")]
+    service_time: Duration,
+    /// How service times are distributed: `fixed` (every call takes --service-time) or
+    /// `exp` (exponential with mean --service-time).
+    #[arg(long, default_value = "fixed", requires = "capacity")]
+    service_dist: ServiceDist,
+    /// Change the capacity to N slots at --capacity-change-at after start.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          requires_all = ["capacity", "capacity_change_at"])]
+    capacity_after: Option<u32>,
+    /// When --capacity-after takes effect, from the start of serving, e.g. `30s`.
+    #[arg(long, value_parser = humantime::parse_duration, requires = "capacity_after")]
+    capacity_change_at: Option<Duration>,
 }
 
 impl Args {
@@ -68,6 +91,20 @@ impl Args {
             },
             backend_addr: self.backend_addr.clone(),
             max_connection_age: self.max_connection_age,
+            capacity: self.capacity.map(|slots| Capacity {
+                slots: slots as usize,
+                service_time: ServiceTime {
+                    mean: self.service_time,
+                    dist: self.service_dist,
+                },
+                change: self
+                    .capacity_after
+                    .zip(self.capacity_change_at)
+                    .map(|(slots, at)| CapacityChange {
+                        at,
+                        slots: slots as usize,
+                    }),
+            }),
         }
     }
 }

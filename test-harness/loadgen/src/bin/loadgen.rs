@@ -87,7 +87,7 @@ impl Args {
             (duration, total) => Stop { duration, total },
         };
         LoadgenSpec {
-            target: self.target.clone(),
+            target: self.target.as_str().into(),
             pace: Pace::Open { qps: self.qps },
             stop,
             concurrency: usize::try_from(self.concurrency).unwrap_or(usize::MAX),

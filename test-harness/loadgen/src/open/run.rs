@@ -6,6 +6,10 @@
 //! granularity would add up to a millisecond to every latency measured from the due
 //! time. When all `concurrency` slots are busy the schedule waits for one; the calls it
 //! sends late still count their latency from when they were due.
+//!
+//! The calls go to a [`Target`]: one URI over `connections` connections taken in turn,
+//! or tower's p2c over PeakEwma over one connection per backend
+//! ([`crate::tower_peak_ewma`]), which every call shares through its buffer.
 
 use std::{
     sync::Arc,
@@ -17,13 +21,20 @@ use tokio::{
     sync::{mpsc, OwnedSemaphorePermit, Semaphore},
     time::MissedTickBehavior,
 };
-use tonic::{transport::Channel, Code, Request};
+use tonic::{
+    body::Body,
+    client::GrpcService,
+    codegen::{Bytes, StdError},
+    transport::Channel,
+    Code, Request,
+};
 
 use super::{
     line::IntervalReport,
     schedule::{due_between, due_offset, planned_calls, Pace, Stop},
     summary::{LoadgenSummary, RunShape},
     tally::{Finished, Tally, Verdict},
+    target::Target,
 };
 use crate::{
     closed::{connect, LoadError, DEFAULT_TARGET},
@@ -31,18 +42,21 @@ use crate::{
     header::MetadataHeader,
     pb::{greeter_client::GreeterClient, HelloRequest},
     report::UNKNOWN_BACKEND,
+    tower_peak_ewma::{connect_tower_peak_ewma, TowerPeakEwma},
 };
 
 /// What to send, where, how fast and for how long.
 #[derive(Debug, Clone)]
 pub struct LoadgenSpec {
-    /// gRPC endpoint URI, e.g. `http://127.0.0.1:10000`.
-    pub target: String,
+    /// Where the calls go: a gRPC endpoint URI, e.g. `http://127.0.0.1:10000`, or a
+    /// client-side balancer over several.
+    pub target: Target,
     pub pace: Pace,
     pub stop: Stop,
     /// Calls in flight at most.
     pub concurrency: usize,
-    /// HTTP/2 connections; calls take them in turn.
+    /// HTTP/2 connections to a [`Target::Uri`]; calls take them in turn. A balanced
+    /// target opens one per backend instead.
     pub connections: usize,
     /// Length of a reporting interval.
     pub interval: Duration,
@@ -57,7 +71,7 @@ pub struct LoadgenSpec {
 impl LoadgenSpec {
     /// `qps` calls per second at `target` for `duration`, at most 64 in flight, over
     /// one connection, reporting every second.
-    pub fn open(target: impl Into<String>, qps: f64, duration: Duration) -> Self {
+    pub fn open(target: impl Into<Target>, qps: f64, duration: Duration) -> Self {
         Self {
             target: target.into(),
             pace: Pace::Open { qps },
@@ -72,7 +86,7 @@ impl LoadgenSpec {
     }
 
     /// `concurrency` calls back to back at `target` for `duration`.
-    pub fn closed(target: impl Into<String>, concurrency: usize, duration: Duration) -> Self {
+    pub fn closed(target: impl Into<Target>, concurrency: usize, duration: Duration) -> Self {
         Self {
             pace: Pace::Closed,
             concurrency,
@@ -98,6 +112,9 @@ impl LoadgenSpec {
         }
         if self.interval.is_zero() {
             return invalid("interval must be longer than zero");
+        }
+        if matches!(&self.target, Target::TowerPeakEwma(backends) if backends.is_empty()) {
+            return invalid("a balanced target needs at least one backend");
         }
         Ok(())
     }
@@ -125,7 +142,7 @@ pub async fn run_loadgen(
     mut on_interval: impl FnMut(&IntervalReport),
 ) -> Result<LoadgenReport, LoadError> {
     spec.check()?;
-    let channels = connect(&spec.target, spec.connections).await?;
+    let clients = Clients::connect(spec).await?;
     let planned = spec
         .pace
         .qps()
@@ -137,7 +154,7 @@ pub async fn run_loadgen(
         pace: spec.pace,
         stop: spec.stop,
         start,
-        clients: channels.into_iter().map(GreeterClient::new).collect(),
+        clients,
         slots: Arc::new(Semaphore::new(spec.concurrency)),
         call: Arc::new(CallTemplate {
             name: spec.name.clone(),
@@ -194,10 +211,10 @@ pub async fn run_loadgen(
     }
     let sent = scheduler.await.unwrap_or_default();
     let shape = RunShape {
-        target: spec.target.clone(),
+        target: spec.target.to_string(),
         qps: spec.pace.qps(),
         concurrency: u64::try_from(spec.concurrency).unwrap_or(u64::MAX),
-        connections: u64::try_from(spec.connections).unwrap_or(u64::MAX),
+        connections: u64::try_from(spec.target.connections(spec.connections)).unwrap_or(u64::MAX),
         planned,
         sent,
         elapsed: last_answer - start,
@@ -216,12 +233,37 @@ struct CallTemplate {
     timeout: Duration,
 }
 
+/// What the calls are sent through.
+enum Clients {
+    /// Connections to one URI, taken in turn.
+    InTurn(Vec<GreeterClient<Channel>>),
+    /// One balancer every call shares.
+    TowerPeakEwma(GreeterClient<TowerPeakEwma>),
+}
+
+impl Clients {
+    async fn connect(spec: &LoadgenSpec) -> Result<Self, LoadError> {
+        Ok(match &spec.target {
+            Target::Uri(uri) => Self::InTurn(
+                connect(uri, spec.connections)
+                    .await?
+                    .into_iter()
+                    .map(GreeterClient::new)
+                    .collect(),
+            ),
+            Target::TowerPeakEwma(backends) => Self::TowerPeakEwma(GreeterClient::new(
+                connect_tower_peak_ewma(backends, spec.concurrency).await?,
+            )),
+        })
+    }
+}
+
 /// The sending side of a run, on its own thread.
 struct Schedule {
     pace: Pace,
     stop: Stop,
     start: Instant,
-    clients: Vec<GreeterClient<Channel>>,
+    clients: Clients,
     slots: Arc<Semaphore>,
     call: Arc<CallTemplate>,
     done: mpsc::UnboundedSender<Finished>,
@@ -258,15 +300,20 @@ impl Schedule {
                     now
                 }
             };
-            let index = usize::try_from(sent).unwrap_or_default() % self.clients.len();
-            let client = self.clients[index].clone();
-            self.handle.spawn(call(
-                client,
-                self.call.clone(),
-                due,
-                slot,
-                self.done.clone(),
-            ));
+            let (template, done) = (self.call.clone(), self.done.clone());
+            match &self.clients {
+                Clients::InTurn(clients) => {
+                    let index = usize::try_from(sent).unwrap_or_default() % clients.len().max(1);
+                    if let Some(client) = clients.get(index) {
+                        self.handle
+                            .spawn(call(client.clone(), template, due, slot, done));
+                    }
+                }
+                Clients::TowerPeakEwma(client) => {
+                    self.handle
+                        .spawn(call(client.clone(), template, due, slot, done));
+                }
+            }
             sent += 1;
         }
         sent
@@ -280,14 +327,20 @@ fn sleep_until(due: Instant) {
     }
 }
 
-/// One call; reports how it ended and its latency from `due`.
-async fn call(
-    mut client: GreeterClient<Channel>,
+/// One call through `client`'s transport; reports how it ended and its latency from
+/// `due`.
+async fn call<T>(
+    mut client: GreeterClient<T>,
     template: Arc<CallTemplate>,
     due: Instant,
     slot: OwnedSemaphorePermit,
     done: mpsc::UnboundedSender<Finished>,
-) {
+) where
+    T: GrpcService<Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<StdError> + Send,
+{
     let mut request = Request::new(HelloRequest {
         name: template.name.clone(),
     });
@@ -312,4 +365,26 @@ async fn call(
         verdict,
         backend,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_balanced_target_without_backends_is_refused_before_any_call() {
+        let spec = LoadgenSpec::open(
+            Target::TowerPeakEwma(Vec::new()),
+            10.0,
+            Duration::from_secs(1),
+        );
+        match run_loadgen(&spec, |_| {}).await {
+            Err(LoadError::InvalidSpec(reason)) => {
+                assert_eq!(reason, "a balanced target needs at least one backend");
+            }
+            other => panic!("expected an invalid spec, got {other:?}"),
+        }
+    }
 }
