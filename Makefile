@@ -20,7 +20,7 @@ export ENVOY_BIN
 ENVOY_DEP :=
 endif
 
-.PHONY: fuzz-tool all setup toolchain venv wasm build demo bench bench-hostcalls bench-publish test lint unit fuzz fuzz-smoke e2e validate-manifests scale clean
+.PHONY: fuzz-tool all setup toolchain venv wasm build demo bench bench-hostcalls bench-publish simulate test lint unit fuzz fuzz-smoke e2e validate-manifests scale clean
 
 all: build
 
@@ -64,6 +64,12 @@ bench: build venv
 bench-hostcalls: build venv
 	cargo run --release -q -p bench --bin bench -- --hostcalls
 
+# The mesh simulation (docs/benchmark.md, "Mesh simulation"): proxies running the built
+# filter in the wasmtime host, and reference policies, over queueing endpoints on a fake
+# clock: target/simulate/{summary.json,summary.md,latency.svg}. Under two minutes.
+simulate: wasm
+	cargo run --release -q -p simulate --bin simulate
+
 # Copies the latest target/bench results into docs/benchmark.md and docs/bench/latency.svg.
 bench-publish:
 	cargo run --release -q -p bench --bin bench -- --publish
@@ -84,7 +90,7 @@ lint: toolchain
 # harness crates' own unit tests.
 unit:
 	cargo test -p ewma-balancer -p wasm-probe -p ewma-check-config -p ewma-stat
-	cargo test --lib -p greeter -p loadgen -p proxy-wasm-host -p bench -p e2e
+	cargo test --lib -p greeter -p loadgen -p proxy-wasm-host -p bench -p e2e -p simulate
 
 # Fuzzing (docs/fuzzing.md): libFuzzer on the stable toolchain (--sanitizer none).
 # `FUZZ_TIME=600 make fuzz` explores: each target for FUZZ_TIME seconds from its growing
@@ -119,7 +125,7 @@ fuzz-smoke: fuzz-tool
 # End-to-end tests against a real Envoy and real greeters on loopback.
 e2e: wasm venv
 	cargo build --release -p greeter -p loadgen -p ewma-stat
-	cargo test --release -p proxy-wasm-host -p e2e
+	cargo test --release -p proxy-wasm-host -p simulate -p e2e
 
 # Offline checks of kubernetes/ and istio/: Kubernetes 1.33 strict schemas, Istio CRD
 # schemas (istio/schemas/), `envoy --mode validate` of the Envoy configs in ConfigMaps and

@@ -74,7 +74,10 @@ impl Filter {
                         if vm.configured {
                             Ok(vm)
                         } else {
-                            Err(format!("the plugin refused its configuration: {:?}", vm.logs()))
+                            Err(format!(
+                                "the plugin refused its configuration: {:?}",
+                                vm.logs()
+                            ))
                         }
                     })
                     .collect::<Outcome<Vec<Vm>>>()?;
@@ -92,7 +95,11 @@ impl Filter {
         let mut filter = Self {
             proxies,
             addrs: addrs.to_vec(),
-            by_addr: addrs.iter().enumerate().map(|(i, a)| (a.clone(), i)).collect(),
+            by_addr: addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.clone(), i))
+                .collect(),
             admin_answer,
             streams: HashMap::new(),
             next_tick: 0,

@@ -75,7 +75,6 @@ pub struct Measured {
 #[derive(Clone, Copy)]
 struct Call {
     origin: Origin,
-    endpoint: usize,
     sent: Nanos,
 }
 
@@ -125,7 +124,7 @@ pub fn run(mesh: &Mesh, policy: &mut dyn Policy) -> Outcome<Measured> {
     let n = stations.len();
     let mut events: BinaryHeap<Reverse<(Nanos, Event)>> = BinaryHeap::new();
     let mean_gap = 1e9 / mesh.rate_per_proxy;
-    let mut gap = |rng: &mut SplitMix64| (-(1.0 - rng.unit()).ln() * mean_gap).max(1.0) as Nanos;
+    let gap = |rng: &mut SplitMix64| (-(1.0 - rng.unit()).ln() * mean_gap).max(1.0) as Nanos;
     for p in 0..mesh.proxies {
         events.push(Reverse((gap(&mut rng), Event::Arrival(p))));
     }
@@ -157,13 +156,12 @@ pub fn run(mesh: &Mesh, policy: &mut dyn Policy) -> Outcome<Measured> {
                 let id = calls.len() as u64;
                 let endpoint = policy.pick(id, origin, t, &stations)?;
                 if endpoint >= n {
-                    return Err(format!("{} picked endpoint {endpoint} of {n}", policy.key()));
+                    return Err(format!(
+                        "{} picked endpoint {endpoint} of {n}",
+                        policy.key()
+                    ));
                 }
-                calls.push(Call {
-                    origin,
-                    endpoint,
-                    sent: t,
-                });
+                calls.push(Call { origin, sent: t });
                 let w = (t / mesh.window) as usize;
                 if window_calls.len() <= w {
                     window_calls.resize(w + 1, vec![0; n]);
@@ -261,7 +259,10 @@ mod tests {
         let mean_latency =
             r.latencies.iter().sum::<Nanos>() as f64 / r.latencies.len() as f64 / 1e9;
         let little = 180.0 * mean_latency;
-        assert!((mean_queue - little).abs() / little < 0.1, "{mean_queue} vs {little}");
+        assert!(
+            (mean_queue - little).abs() / little < 0.1,
+            "{mean_queue} vs {little}"
+        );
         let calls: u32 = r.window_calls[10..110].iter().flatten().sum();
         assert!((calls as f64 - 1800.0).abs() < 150.0, "{calls}");
     }

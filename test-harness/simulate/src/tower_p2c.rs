@@ -156,7 +156,9 @@ impl Policy for TowerPeakEwma {
         self.set_clock(now);
         let _clock = self.runtime.enter();
         let balancer = &mut self.balancers[o.proxy];
-        match poll_once(Pin::new(&mut std::future::poll_fn(|cx| balancer.poll_ready(cx)))) {
+        match poll_once(Pin::new(&mut std::future::poll_fn(|cx| {
+            balancer.poll_ready(cx)
+        }))) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => return Err(format!("tower balancer: {e}")),
             Poll::Pending => return Err("tower balancer not ready".into()),
