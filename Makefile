@@ -53,9 +53,9 @@ demo: build venv
 	cargo run --release -q -p e2e --bin demo
 
 # Scenarios x policies through a real Envoy at the same offered load, and the filter's
-# CPU overhead: target/bench/{summary.json,latency.svg,summary.md}. About 5 minutes (297 s on
-# 2026-12-02, as docs/benchmark.md says);
-# BENCH_QUICK=1 for the same outputs in about 100 s.
+# CPU overhead: target/bench/{summary.json,latency.svg,summary.md}. About 7 minutes (297 s on
+# 2026-12-02 before capacity and tower_peak_ewma added 9 runs);
+# BENCH_QUICK=1 for the same outputs in about 140 s.
 bench: build venv
 	cargo run --release -q -p bench --bin bench
 

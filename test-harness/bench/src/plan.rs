@@ -322,7 +322,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `make bench`: about five minutes.
+    /// `make bench`: about seven minutes.
     pub fn full() -> Self {
         Self {
             qps: 400.0,
@@ -338,7 +338,7 @@ impl Plan {
         }
     }
 
-    /// `BENCH_QUICK=1 make bench`: the same runs, shorter; under two minutes.
+    /// `BENCH_QUICK=1 make bench`: the same runs, shorter; under three minutes.
     pub fn quick() -> Self {
         Self {
             warm_up: Duration::from_millis(500),
