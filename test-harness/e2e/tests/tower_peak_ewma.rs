@@ -38,11 +38,7 @@ async fn tower_peak_ewma_spreads_over_equal_greeters_and_leaves_a_slow_one() {
         "{summary}"
     );
     for greeter in &greeters {
-        let share = summary
-            .share
-            .get(&greeter.backend())
-            .copied()
-            .unwrap_or(0.0);
+        let share = share_of(summary, &greeter.backend());
         assert!(
             share > 0.1,
             "{} got {share} of the calls:\n{summary}",
@@ -57,17 +53,13 @@ async fn tower_peak_ewma_spreads_over_equal_greeters_and_leaves_a_slow_one() {
     let skewed = balanced_load(&greeters, 300.0, Duration::from_secs(2)).await;
     let summary = &skewed.summary;
     assert_eq!(summary.success_rate, 1.0, "{summary}");
-    let slow_share = summary.share.get(&slow_backend).copied().unwrap_or(0.0);
+    let slow_share = share_of(summary, &slow_backend);
     assert!(
         slow_share < 0.05,
         "the slow greeter got {slow_share} of the calls:\n{summary}"
     );
     for greeter in &greeters[..2] {
-        let share = summary
-            .share
-            .get(&greeter.backend())
-            .copied()
-            .unwrap_or(0.0);
+        let share = share_of(summary, &greeter.backend());
         assert!(
             share > 0.3,
             "{} got {share} of the calls:\n{summary}",
@@ -79,4 +71,9 @@ async fn tower_peak_ewma_spreads_over_equal_greeters_and_leaves_a_slow_one() {
         "p99 {} ms:\n{summary}",
         summary.p99_ms
     );
+}
+
+/// The share of the calls `backend` served (0 when it served none).
+fn share_of(summary: &loadgen::open::LoadgenSummary, backend: &str) -> f64 {
+    summary.share.get(backend).copied().unwrap_or(0.0)
 }

@@ -281,7 +281,7 @@ mod tests {
     use super::*;
     use crate::station::StationSpec;
 
-    const MS: Nanos = 1_000_000;
+    use crate::mesh::MS;
     const O: Origin = Origin {
         proxy: 0,
         worker: 0,

@@ -132,7 +132,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const MS: Nanos = 1_000_000;
+    use crate::mesh::MS;
 
     fn spec(capacity: u32) -> StationSpec {
         StationSpec::new("10.0.0.1:8080", capacity, 10 * MS)
