@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::facts::CompletionFacts;
 use crate::fetcher::{read_members, register, registry_key, FetchRequest, Fetcher};
 use crate::fx_map::FxMap;
-use crate::metrics::{ClusterMetricIds, MetricKind, Metrics, CLUSTERS_OVER_LIMIT};
+use crate::metrics::{ClusterMetricIds, MetricKind, Metrics, StatusLabel, CLUSTERS_OVER_LIMIT};
 use crate::observation::{Latency, Observation, Timing};
 use crate::outcome::Outcome;
 use crate::p2c::pick_two;
@@ -323,7 +323,7 @@ impl Balancer {
                     if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
                         e.observe(Observation::failed_attempt(c.timing.now(), probe), &tuning);
                         e.unflushed_requests += 1;
-                        e.unflushed_failures += 1;
+                        e.count_failure(metrics, &view.name, StatusLabel::None);
                         if let FlushResult::Gone =
                             flush_if_full(e, store, &tuning, &mut self.scratch)
                         {
@@ -393,7 +393,10 @@ impl Balancer {
         if outcome != Outcome::NotSent {
             if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
                 e.unflushed_requests += 1;
-                e.unflushed_failures += u64::from(outcome.counts_as_unsuccessful());
+                if outcome.counts_as_unsuccessful() {
+                    let status = if c.grpc { facts.grpc_status() } else { None };
+                    e.count_failure(metrics, &view.name, StatusLabel::of(status));
+                }
                 if let (Some(id), true, false) =
                     (e.metric_ids.latency, outcome.is_the_endpoints(), retried)
                 {
@@ -637,6 +640,12 @@ fn flush_endpoint_metrics(
     }
     if let (Some(id), 1..) = (ids.failures, e.unflushed_failures) {
         metrics.increment(id, e.unflushed_failures);
+    }
+    for c in &mut e.failures_by_status {
+        if let (Some(id), 1..) = (c.id, c.unflushed) {
+            metrics.increment(id, c.unflushed);
+        }
+        c.unflushed = 0;
     }
     e.unflushed_requests = 0;
     e.unflushed_failures = 0;

@@ -12,7 +12,9 @@ use crate::cost::{cost, Load};
 use crate::failure_score::probe_interval;
 use crate::fx_map::FxMap;
 use crate::index::ClusterIndex;
-use crate::metrics::{decision_metric_name, EndpointMetricIds, MetricKind, Metrics};
+use crate::metrics::{
+    decision_metric_name, status_metric_name, EndpointMetricIds, MetricKind, Metrics, StatusLabel,
+};
 use crate::observation::Observation;
 use crate::record::EndpointRecord;
 use crate::store::{index_key, record_key, SharedStore};
@@ -24,6 +26,14 @@ use std::rc::Rc;
 /// the tick. At 250 ms ticks this is reached only above ~250 requests/s per endpoint and
 /// worker; it bounds both the memory and how stale the other workers' view can get.
 pub const MAX_UNFLUSHED_OBSERVATIONS: usize = 64;
+
+/// One endpoint's failures with one `grpc_status`, and its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusCount {
+    pub status: StatusLabel,
+    pub id: Option<u32>,
+    pub unflushed: u64,
+}
 
 /// One endpoint as this worker sees it.
 #[derive(Debug)]
@@ -42,6 +52,9 @@ pub struct EndpointView {
     pub picks: u32,
     pub unflushed_requests: u64,
     pub unflushed_failures: u64,
+    /// The failures by `grpc_status`, each counter defined when its status is first seen
+    /// (at most 19: [`StatusLabel`]).
+    pub failures_by_status: Vec<StatusCount>,
     pub metric_ids: EndpointMetricIds,
     /// Last gauge values set, to skip redundant hostcalls.
     pub last_gauges: Option<(u64, u64, u64)>,
@@ -71,12 +84,35 @@ impl EndpointView {
             picks: 0,
             unflushed_requests: 0,
             unflushed_failures: 0,
+            failures_by_status: Vec::new(),
             metric_ids,
             last_gauges: None,
             usable: true,
             weight: 1,
             shortlisted: true,
         }
+    }
+
+    /// Counts one failure that ended with `status`, defining its counter on first sight.
+    pub fn count_failure(&mut self, metrics: &mut dyn Metrics, cluster: &str, status: StatusLabel) {
+        self.unflushed_failures += 1;
+        if let Some(c) = self
+            .failures_by_status
+            .iter_mut()
+            .find(|c| c.status == status)
+        {
+            c.unflushed += 1;
+            return;
+        }
+        let id = metrics.define(
+            MetricKind::Counter,
+            &status_metric_name(cluster, &self.addr, status),
+        );
+        self.failures_by_status.push(StatusCount {
+            status,
+            id,
+            unflushed: 1,
+        });
     }
 
     /// Whether the shared record lacks changes this worker made.

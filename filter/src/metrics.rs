@@ -5,8 +5,10 @@
 //! bootstrap already extracts). Tags come first and the metric name last, so that what is
 //! left after extraction is exactly the metric name: `ewma_balancer_requests_total` for
 //! cluster `greeter` and endpoint `127.0.0.1:50051` is defined as
-//! `cluster=.=greeter;.;endpoint=.=127.0.0.1:50051;.;ewma_balancer_requests_total` and
-//! scraped as `ewma_balancer_requests_total{cluster="greeter",endpoint="127.0.0.1:50051"}`.
+//! `cluster_name=.=greeter;.;endpoint=.=127.0.0.1:50051;.;ewma_balancer_requests_total` and
+//! scraped as `ewma_balancer_requests_total{cluster_name="greeter",endpoint="127.0.0.1:50051"}`.
+//! The cluster's tag is `cluster_name`, Istio's own tag for Envoy's cluster stats, not
+//! `cluster`, which multi-cluster Prometheus setups reserve for the Kubernetes cluster.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricKind {
@@ -26,6 +28,8 @@ pub trait Metrics {
 
 pub const REQUESTS: &str = "ewma_balancer_requests_total";
 pub const FAILURES: &str = "ewma_balancer_failures_total";
+/// Per endpoint and `grpc_status`: the failures of [`FAILURES`] by the status they ended with.
+pub const FAILURES_BY_STATUS: &str = "ewma_balancer_failures_by_status_total";
 pub const LATENCY: &str = "ewma_balancer_latency_us";
 pub const EWMA: &str = "ewma_balancer_ewma_us";
 pub const PENDING: &str = "ewma_balancer_pending";
@@ -44,9 +48,9 @@ pub const MEMBERSHIP_AGE: &str = "ewma_balancer_membership_age_ms";
 /// Per endpoint: 1 when picks may choose it, 0 when Envoy's balancers would not use it.
 pub const USABLE: &str = "ewma_balancer_usable";
 
-/// The metric name carrying a `cluster` tag only.
+/// The metric name carrying a `cluster_name` tag only.
 pub fn cluster_metric_name(metric: &str, cluster: &str) -> String {
-    format!("cluster=.={};.;{metric}", tag_value(cluster))
+    format!("cluster_name=.={};.;{metric}", tag_value(cluster))
 }
 
 /// The ids of one cluster's membership gauges.
@@ -93,21 +97,71 @@ impl ClusterMetricIds {
     }
 }
 
-/// The metric name carrying `cluster` and `endpoint` tags.
+/// The metric name carrying `cluster_name` and `endpoint` tags.
 pub fn endpoint_metric_name(metric: &str, cluster: &str, endpoint: &str) -> String {
     format!(
-        "cluster=.={};.;endpoint=.={};.;{metric}",
+        "cluster_name=.={};.;endpoint=.={};.;{metric}",
         tag_value(cluster),
         tag_value(endpoint)
     )
 }
 
-/// The metric name carrying `cluster` and `decision` tags.
+/// The metric name carrying `cluster_name` and `decision` tags.
 pub fn decision_metric_name(cluster: &str, decision: &str) -> String {
     format!(
-        "cluster=.={};.;decision=.={decision};.;{DECISIONS}",
+        "cluster_name=.={};.;decision=.={decision};.;{DECISIONS}",
         tag_value(cluster)
     )
+}
+
+/// The metric name carrying `cluster_name`, `endpoint` and `grpc_status` tags.
+pub fn status_metric_name(cluster: &str, endpoint: &str, status: StatusLabel) -> String {
+    format!(
+        "cluster_name=.={};.;endpoint=.={};.;grpc_status=.={};.;{FAILURES_BY_STATUS}",
+        tag_value(cluster),
+        tag_value(endpoint),
+        status.as_str()
+    )
+}
+
+/// The `grpc_status` label of a failure: one of 19 values, so an endpoint has at most 19
+/// such counters whatever its answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusLabel {
+    /// A gRPC status code, 0 (OK) to 16 (UNAUTHENTICATED).
+    Code(u8),
+    /// A code above 16: not one gRPC defines.
+    Other,
+    /// No gRPC status: a plain HTTP request, or an attempt Envoy retried elsewhere (the
+    /// filter sees only the final answer, not the failed attempt's).
+    None,
+}
+
+impl StatusLabel {
+    /// The highest status code gRPC defines (UNAUTHENTICATED).
+    pub const MAX_CODE: u32 = 16;
+
+    pub fn of(grpc_status: Option<u32>) -> Self {
+        match grpc_status {
+            None => Self::None,
+            Some(code) => u8::try_from(code)
+                .ok()
+                .filter(|c| u32::from(*c) <= Self::MAX_CODE)
+                .map_or(Self::Other, Self::Code),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        const CODES: [&str; 17] = [
+            "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+            "16",
+        ];
+        match self {
+            Self::Code(c) => CODES.get(usize::from(c)).copied().unwrap_or("other"),
+            Self::Other => "other",
+            Self::None => "none",
+        }
+    }
 }
 
 /// Tag values end at `;.;`; a value must not contain `;` or the extraction would cut it
@@ -159,19 +213,44 @@ mod tests {
     fn names_carry_extractable_tags() {
         assert_eq!(
             endpoint_metric_name(REQUESTS, "greeter", "127.0.0.1:50051"),
-            "cluster=.=greeter;.;endpoint=.=127.0.0.1:50051;.;ewma_balancer_requests_total"
+            "cluster_name=.=greeter;.;endpoint=.=127.0.0.1:50051;.;ewma_balancer_requests_total"
         );
         assert_eq!(
             decision_metric_name("greeter", "explore"),
-            "cluster=.=greeter;.;decision=.=explore;.;ewma_balancer_decisions_total"
+            "cluster_name=.=greeter;.;decision=.=explore;.;ewma_balancer_decisions_total"
         );
+    }
+
+    #[test]
+    fn failures_by_status_carry_a_bounded_grpc_status_tag() {
+        assert_eq!(
+            status_metric_name(
+                "outbound|8000||g.default.svc.cluster.local",
+                "10.0.0.1:80",
+                StatusLabel::of(Some(14))
+            ),
+            "cluster_name=.=outbound|8000||g.default.svc.cluster.local;.;endpoint=.=10.0.0.1:80;.;\
+             grpc_status=.=14;.;ewma_balancer_failures_by_status_total"
+        );
+        let labels: Vec<&str> = [Some(0), Some(16), Some(17), Some(u32::MAX), None]
+            .into_iter()
+            .map(|s| StatusLabel::of(s).as_str())
+            .collect();
+        assert_eq!(labels, ["0", "16", "other", "other", "none"]);
+        let mut all: Vec<&str> = (0..=100)
+            .map(|c| StatusLabel::of(Some(c)).as_str())
+            .collect();
+        all.push(StatusLabel::None.as_str());
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 19);
     }
 
     #[test]
     fn hostile_values_cannot_break_the_tag_syntax() {
         assert_eq!(
             endpoint_metric_name(PENDING, "a;.;b c", "x\n"),
-            "cluster=.=a_._b_c;.;endpoint=.=x_;.;ewma_balancer_pending"
+            "cluster_name=.=a_._b_c;.;endpoint=.=x_;.;ewma_balancer_pending"
         );
     }
 }

@@ -486,12 +486,25 @@ fn metrics_count_every_request_and_failure_after_a_tick() {
     w.balancer.tick(&store, &mut w.metrics, now);
     for (addr, n) in &counts {
         let requests =
-            format!("cluster=.=greeter;.;endpoint=.={addr};.;ewma_balancer_requests_total");
+            format!("cluster_name=.=greeter;.;endpoint=.={addr};.;ewma_balancer_requests_total");
         assert_eq!(w.metrics.value(&requests), *n as u64, "{addr}");
     }
-    let failures = "cluster=.=greeter;.;endpoint=.=10.0.0.3:80;.;ewma_balancer_failures_total";
+    let failures = "cluster_name=.=greeter;.;endpoint=.=10.0.0.3:80;.;ewma_balancer_failures_total";
     assert_eq!(w.metrics.value(failures), counts["10.0.0.3:80"] as u64);
-    let latency = "cluster=.=greeter;.;endpoint=.=10.0.0.1:80;.;ewma_balancer_latency_us";
+    // The failing endpoint answered UNAVAILABLE (14): one counter by status, none for
+    // the endpoints that never failed.
+    let unavailable = "cluster_name=.=greeter;.;endpoint=.=10.0.0.3:80;.;grpc_status=.=14;.;\
+                       ewma_balancer_failures_by_status_total";
+    assert_eq!(w.metrics.value(unavailable), counts["10.0.0.3:80"] as u64);
+    let by_status: Vec<&str> = w
+        .metrics
+        .names
+        .iter()
+        .map(|(_, n)| n.as_str())
+        .filter(|n| n.ends_with("ewma_balancer_failures_by_status_total"))
+        .collect();
+    assert_eq!(by_status, [unavailable], "{by_status:?}");
+    let latency = "cluster_name=.=greeter;.;endpoint=.=10.0.0.1:80;.;ewma_balancer_latency_us";
     assert_eq!(w.metrics.samples[latency].len(), counts["10.0.0.1:80"]);
     assert!(w.metrics.samples[latency].iter().all(|&us| us == 1_000));
 }
@@ -728,7 +741,7 @@ fn an_endpoint_that_keeps_failing_probes_is_probed_ever_more_rarely() {
     );
     let probes = w
         .metrics
-        .value("cluster=.=greeter;.;decision=.=probe;.;ewma_balancer_decisions_total");
+        .value("cluster_name=.=greeter;.;decision=.=probe;.;ewma_balancer_decisions_total");
     println!("failing endpoint: {failing} calls, {probes} of them probes");
     assert!((2..=8).contains(&probes), "{probes} probes");
 }
@@ -1163,6 +1176,14 @@ fn a_call_served_by_the_runner_up_charges_the_winner_when_envoy_retried() {
                 estimate < 2e6,
                 "the runner-up's estimate became {estimate} ns"
             );
+            // The failed attempt's status is not the filter's to see: `none`.
+            w.balancer.tick(&store, &mut w.metrics, now + 30 * MS);
+            let none = format!(
+                "cluster_name=.=greeter;.;endpoint=.={};.;grpc_status=.=none;.;\
+                 ewma_balancer_failures_by_status_total",
+                pick.addr
+            );
+            assert_eq!(w.metrics.value(&none), 1);
         } else {
             assert_eq!(effect.forgot.as_deref(), Some(&*pick.addr));
             assert!(winner.is_none());

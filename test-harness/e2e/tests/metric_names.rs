@@ -9,8 +9,8 @@ use std::{fs, path::Path};
 
 use e2e::repo_root;
 use ewma_balancer::metrics::{
-    CLUSTERS_OVER_LIMIT, DECISIONS, EWMA, FAILURES, LATENCY, MEMBERSHIP_ADMIN, MEMBERSHIP_AGE,
-    MEMBERS_KNOWN, MEMBERS_USABLE, PENDING, REQUESTS, USABLE,
+    CLUSTERS_OVER_LIMIT, DECISIONS, EWMA, FAILURES, FAILURES_BY_STATUS, LATENCY, MEMBERSHIP_ADMIN,
+    MEMBERSHIP_AGE, MEMBERS_KNOWN, MEMBERS_USABLE, PENDING, REQUESTS, USABLE,
 };
 
 /// Every Prometheus series name the filter's metrics produce.
@@ -18,10 +18,16 @@ fn emitted_series() -> Vec<String> {
     let mut names: Vec<String> = [
         REQUESTS,
         FAILURES,
+        FAILURES_BY_STATUS,
         EWMA,
         PENDING,
         DECISIONS,
         CLUSTERS_OVER_LIMIT,
+        USABLE,
+        MEMBERS_KNOWN,
+        MEMBERS_USABLE,
+        MEMBERSHIP_ADMIN,
+        MEMBERSHIP_AGE,
     ]
     .iter()
     .map(|name| (*name).to_owned())
@@ -33,7 +39,7 @@ fn emitted_series() -> Vec<String> {
 }
 
 /// The labels the filter's series carry in Prometheus.
-const EMITTED_LABELS: [&str; 4] = ["cluster", "endpoint", "decision", "le"];
+const EMITTED_LABELS: [&str; 5] = ["cluster_name", "endpoint", "decision", "grpc_status", "le"];
 
 const AGGREGATIONS: [&str; 14] = [
     "sum",
@@ -301,10 +307,11 @@ fn the_dashboard_has_the_per_endpoint_panels() {
 }
 
 /// The tag regexes and bucket bounds every filter config must carry, as written in YAML.
-const TAG_REGEXES: [&str; 3] = [
-    r#""(cluster=\\.=(.*?);\\.;)""#,
+const TAG_REGEXES: [&str; 4] = [
+    r#""(cluster_name=\\.=(.*?);\\.;)""#,
     r#""(endpoint=\\.=(.*?);\\.;)""#,
     r#""(decision=\\.=(.*?);\\.;)""#,
+    r#""(grpc_status=\\.=(.*?);\\.;)""#,
 ];
 const LATENCY_BUCKETS: &str = "[100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000]";
 
@@ -365,6 +372,7 @@ fn the_istio_proxy_config_includes_and_tags_every_metric() {
     for name in [
         REQUESTS,
         FAILURES,
+        FAILURES_BY_STATUS,
         LATENCY,
         EWMA,
         PENDING,
@@ -381,7 +389,7 @@ fn the_istio_proxy_config_includes_and_tags_every_metric() {
             "proxyStatsMatcher lacks {name}"
         );
     }
-    for tag in ["cluster", "endpoint", "decision"] {
+    for tag in ["cluster_name", "endpoint", "decision", "grpc_status"] {
         assert!(
             text.contains(&format!("- {tag}\n")),
             "extraStatTags lacks {tag}"
@@ -390,7 +398,7 @@ fn the_istio_proxy_config_includes_and_tags_every_metric() {
     let buckets = LATENCY_BUCKETS.replace(' ', "");
     assert!(
         text.contains(&format!(
-            r#"sidecar.istio.io/statsHistogramBuckets: '{{"wasmcustom.cluster=.=":{buckets}}}'"#
+            r#"sidecar.istio.io/statsHistogramBuckets: '{{"wasmcustom.cluster_name=.=":{buckets}}}'"#
         )),
         "the histogram buckets annotation differs from the Envoy configs'"
     );
@@ -402,6 +410,7 @@ fn the_readme_documents_every_metric() {
     for name in [
         REQUESTS,
         FAILURES,
+        FAILURES_BY_STATUS,
         LATENCY,
         EWMA,
         PENDING,

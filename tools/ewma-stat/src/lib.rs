@@ -110,7 +110,7 @@ impl fmt::Display for StatError {
             }
             Self::Untagged { admin } => write!(
                 f,
-                "ewma-balancer metrics at {admin} have no cluster/endpoint labels: add the filter's \
+                "ewma-balancer metrics at {admin} have no cluster_name/endpoint labels: add the filter's \
                  stats_tags to Envoy's stats_config (see envoy-configs/static/ewma.yaml), or \
                  extraStatTags on Istio (see istio/proxy-config.yaml)"
             ),

@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn reads_labels_and_value() {
         let samples = all(
-            "ewma_balancer_requests_total{cluster=\"greeter\",endpoint=\"127.0.0.1:50051\"} 1583\n",
+            "ewma_balancer_requests_total{cluster_name=\"greeter\",endpoint=\"127.0.0.1:50051\"} 1583\n",
         )
         .unwrap();
         assert_eq!(
@@ -147,7 +147,7 @@ mod tests {
             [Sample {
                 name: "ewma_balancer_requests_total".into(),
                 labels: vec![
-                    ("cluster".into(), "greeter".into()),
+                    ("cluster_name".into(), "greeter".into()),
                     ("endpoint".into(), "127.0.0.1:50051".into())
                 ],
                 value: 1583.0,

@@ -39,14 +39,15 @@ pub struct EndpointSeries {
 pub struct Snapshot {
     pub endpoints: BTreeMap<EndpointKey, EndpointSeries>,
     /// The scrape has the filter's request counters, but with the tags still in
-    /// the metric name (`cluster___greeter___endpoint___…_ewma_balancer_requests_total`):
+    /// the metric name (`cluster_name___greeter___endpoint___…_ewma_balancer_requests_total`):
     /// the Envoy config lacks the filter's `stats_tags`.
     pub untagged: bool,
 }
 
 impl Snapshot {
     /// Reads the filter's series from a `/stats/prometheus` body. Series
-    /// without `cluster` and `endpoint` labels are ignored.
+    /// without `cluster_name` (or, from filters before 0.2, `cluster`) and `endpoint`
+    /// labels are ignored.
     pub fn parse(text: &str) -> Result<Self, String> {
         let bucket = format!("{LATENCY}_bucket");
         let wanted = |name: &str| {
@@ -99,9 +100,17 @@ impl Snapshot {
     }
 }
 
+/// The cluster's label: `cluster_name` (since 0.2), or `cluster` from a filter built
+/// before, so that one `ewma-stat` reads a fleet in the middle of an upgrade.
+fn cluster_label(sample: &Sample) -> Option<&str> {
+    sample
+        .label("cluster_name")
+        .or_else(|| sample.label("cluster"))
+}
+
 fn endpoint_key(sample: &Sample) -> Option<EndpointKey> {
     Some(EndpointKey {
-        cluster: sample.label("cluster")?.to_owned(),
+        cluster: cluster_label(sample)?.to_owned(),
         endpoint: sample.label("endpoint")?.to_owned(),
     })
 }
@@ -155,11 +164,22 @@ mod tests {
     #[test]
     fn ignores_other_metrics_and_series_without_endpoint_labels() {
         let text = "envoy_wasm_ewma_balancer_vm_reload{} 0\n\
-            ewma_balancer_decisions_total{cluster=\"greeter\",decision=\"explore\"} 91\n\
-            ewma_balancer_requests_total{cluster=\"greeter\"} 5\n";
+            ewma_balancer_decisions_total{cluster_name=\"greeter\",decision=\"explore\"} 91\n\
+            ewma_balancer_requests_total{cluster_name=\"greeter\"} 5\n";
         let snapshot = Snapshot::parse(text).unwrap();
         assert_eq!(snapshot, Snapshot::default());
         assert!(!snapshot.has_filter_metrics());
+    }
+
+    #[test]
+    fn reads_the_cluster_label_of_filters_from_before_cluster_name() {
+        let text = "ewma_balancer_requests_total{cluster=\"old\",endpoint=\"10.0.0.1:80\"} 3\n\
+            ewma_balancer_requests_total{cluster_name=\"outbound|8000||g.default.svc.cluster.local\",endpoint=\"10.0.0.2:80\"} 4\n";
+        let snapshot = Snapshot::parse(text).unwrap();
+        assert_eq!(
+            snapshot.clusters(),
+            ["old", "outbound|8000||g.default.svc.cluster.local"]
+        );
     }
 
     #[test]
@@ -174,7 +194,8 @@ mod tests {
 
     #[test]
     fn a_bucket_without_a_numeric_bound_is_an_error() {
-        let text = "ewma_balancer_latency_us_bucket{cluster=\"c\",endpoint=\"e\",le=\"x\"} 1\n";
+        let text =
+            "ewma_balancer_latency_us_bucket{cluster_name=\"c\",endpoint=\"e\",le=\"x\"} 1\n";
         assert_eq!(
             Snapshot::parse(text),
             Err("ewma_balancer_latency_us_bucket has a non-numeric bound le=\"x\"".into())

@@ -221,9 +221,9 @@ mod tests {
     fn forgotten_endpoints_are_left_out_but_idle_ones_stay() {
         let text = |ewma: u32| {
             format!(
-                "ewma_balancer_requests_total{{cluster=\"c\",endpoint=\"10.0.0.1:80\"}} 5\n\
-                 ewma_balancer_ewma_us{{cluster=\"c\",endpoint=\"10.0.0.1:80\"}} {ewma}\n\
-                 ewma_balancer_pending{{cluster=\"c\",endpoint=\"10.0.0.1:80\"}} 0\n"
+                "ewma_balancer_requests_total{{cluster_name=\"c\",endpoint=\"10.0.0.1:80\"}} 5\n\
+                 ewma_balancer_ewma_us{{cluster_name=\"c\",endpoint=\"10.0.0.1:80\"}} {ewma}\n\
+                 ewma_balancer_pending{{cluster_name=\"c\",endpoint=\"10.0.0.1:80\"}} 0\n"
             )
         };
         let gone = Snapshot::parse(&text(0)).unwrap();

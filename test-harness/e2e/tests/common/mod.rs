@@ -224,7 +224,7 @@ pub fn with_retries_enabled(config: &str) -> PathBuf {
 }
 
 /// The filter's counter `metric` per endpoint (admin `/stats`; the tags are still in the
-/// names there: `cluster=.=greeter;.;endpoint=.=IP:port;.;metric`).
+/// names there: `cluster_name=.=greeter;.;endpoint=.=IP:port;.;metric`).
 pub fn filter_counter_by_endpoint(
     envoy: &EnvoyProcess,
     metric: &str,
