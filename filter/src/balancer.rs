@@ -204,7 +204,6 @@ impl Balancer {
                 return Decision::Fallback(FallbackReason::Exploring);
             }
         }
-        let start = if view.unsampled > 0 { rng.below(n) } else { 0 };
         // The better of a pair from the shortlist gets the call, unless a member never
         // tried is waiting (it gets it), or an endpoint off the shortlist is due a
         // probe. The pair is drawn in every case: its winner is the runner-up Envoy
@@ -230,7 +229,7 @@ impl Balancer {
         } else {
             (b, a)
         };
-        let (special, probe) = match view.next_unsampled(start) {
+        let (special, probe) = match view.next_unsampled(rng) {
             Some(first) => (Some(first), false),
             None => {
                 let due = view.take_due_probe(store, &tuning, now, &mut self.scratch);

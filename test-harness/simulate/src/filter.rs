@@ -3,12 +3,17 @@
 //! and clock) with `workers` VMs; the plugin configuration is the one `istio/` ships
 //! (membership from the admin cluster `prometheus_stats`, answered at once with the
 //! mesh's endpoints). The simulated Envoy routes as `override_host` does: the first
-//! named endpoint that is in the cluster, otherwise its round robin fallback.
+//! named endpoint that is in the cluster, otherwise its round robin fallback, which
+//! starts each worker at a random place (as Envoy's does: with one start for all, every
+//! worker's first fallback call went to the same endpoint at once, and the queue it
+//! built there kept that endpoint at 60 % of a fair share for the low-rate run).
 
 use std::collections::HashMap;
 
 use proxy_wasm_host::scenario::{clusters_json, respond, unary_call_headers, Reply, EPOCH};
 use proxy_wasm_host::{headers, Cost, Vm, VmOptions, WasmHost};
+
+use ewma_balancer::rng::SplitMix64;
 
 use crate::policy::{FuelUse, Origin, Outcome, Policy};
 use crate::station::Station;
@@ -56,7 +61,9 @@ impl Filter {
         workers: usize,
         addrs: &[String],
         measure_from: Nanos,
+        seed: u64,
     ) -> Outcome<Self> {
+        let mut rng = SplitMix64::new(seed);
         let options = VmOptions {
             plugin_config: format!(r#"{{"adminCluster":"{ADMIN_CLUSTER}"}}"#).into_bytes(),
             upstreams: vec![ADMIN_CLUSTER.to_owned()],
@@ -85,7 +92,7 @@ impl Filter {
                 let next_tick = vms.iter().map(|v| v.tick_period().map(ns)).collect();
                 Ok(Proxy {
                     host,
-                    fallback: (0..workers).map(|w| w * 7).collect(),
+                    fallback: (0..workers).map(|_| rng.below(addrs.len())).collect(),
                     vms,
                     next_tick,
                 })

@@ -154,7 +154,7 @@ pub fn policy(key: &str, mesh: &Mesh, host: &WasmHost) -> Outcome<Box<dyn Policy
         "jsq" => Box::new(Jsq::new(seed)),
         "tower_peak_ewma" => Box::new(TowerPeakEwma::new(p, e, seed)?),
         "contrib_peak_ewma" => Box::new(ContribPeakEwma::new(p, e, seed)),
-        "ewma" => Box::new(Filter::new(host, p, w, &mesh.addrs(), mesh.warm_up)?),
+        "ewma" => Box::new(Filter::new(host, p, w, &mesh.addrs(), mesh.warm_up, seed)?),
         other => return Err(format!("no policy {other}")),
     })
 }
