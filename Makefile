@@ -20,7 +20,7 @@ export ENVOY_BIN
 ENVOY_DEP :=
 endif
 
-.PHONY: fuzz-tool all setup toolchain venv wasm build demo bench bench-hostcalls bench-publish simulate test lint unit fuzz fuzz-smoke e2e validate-manifests scale clean
+.PHONY: fuzz-tool all setup toolchain venv wasm build demo bench bench-hostcalls bench-publish simulate test lint unit fuzz fuzz-smoke e2e validate-manifests image scale clean
 
 all: build
 
@@ -139,6 +139,16 @@ $(VALIDATE_TOOLS):
 validate-manifests: $(VALIDATE_TOOLS) wasm venv
 	$(VENV)/bin/python scripts/validate_manifests.py
 	$(VENV)/bin/python scripts/validate_manifests.py --self-test
+
+# The filter's OCI image without a container engine (scripts/build_image.py): an OCI layout
+# in target/image/oci (tag = the crate's version) in the layout Istio's Wasm fetcher takes
+# (one tar+gzip layer holding only plugin.wasm, linux/amd64, an image manifest, no index),
+# reproducible, read back and copied by skopeo (Debian's, installed on first use); prints
+# the digest for the WasmPlugin's sha256 and the push command. Then the checker's self-test.
+image: wasm
+	@command -v skopeo >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y skopeo || { apt-get update && apt-get install -y skopeo; }; }
+	$(PYTHON) scripts/build_image.py --skopeo
+	$(PYTHON) scripts/build_image.py --self-test --skopeo
 
 test: setup lint unit fuzz-smoke wasm e2e validate-manifests
 
