@@ -31,7 +31,11 @@
 //!   slower endpoint whose pair it is), 0.42 for a linear fall to none at 2×, 0.16 for
 //!   this rule (0.09 at 1,000 calls/s, where chance alone is about 0.03). What is
 //!   clearly dearer (4×, or a pending count of 3 against 0) is never chosen, so a
-//!   two-endpoint cluster with one slow member sends it nothing.
+//!   two-endpoint cluster with one slow member sends it nothing. Nor is what is a few
+//!   milliseconds dearer ([`TIE_SPAN_NS`]): an endpoint at 30 ms beside one at 10 ms
+//!   says something however noisy its estimate. (The mesh simulation's heterogeneous
+//!   run, 17 of 50 endpoints at half speed: p99 97 → 93 ms, the two third-speed
+//!   endpoints of its test from 20.7 % of the calls to under the 20 % it allows.)
 
 /// An endpoint stays on the shortlist while its idle cost is within this factor of the
 /// cheapest's …
@@ -42,6 +46,12 @@ pub const SHORTLIST_SLACK_NS: f64 = 5_000_000.0;
 /// A pair is decided softly while its costs are within this factor (see
 /// [`first_wins`]); beyond it, the cheaper always wins.
 pub const TIE_SPAN: f64 = 4.0;
+/// … and while they are within this much of each other: softness is for estimates that
+/// differ by noise (a latency peak, one request pending on a sub-millisecond endpoint),
+/// not for an endpoint a few milliseconds slower, which a soft pair would keep feeding
+/// (a third-speed endpoint on the 8× shortlist won a sixth of its pairs: 20.7 % of the
+/// calls to two of fourteen capacity shares).
+pub const TIE_SPAN_NS: f64 = 2_000_000.0;
 
 /// One endpoint as the shortlist sees it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -100,15 +110,17 @@ pub fn shortlist(candidates: &[Candidate], keep: &mut Vec<bool>) -> f64 {
 }
 
 /// Whether the first of a pair gets the call, given both costs and `u`, uniform in
-/// `[0, 1)`. The dearer of the two, `r` times the cheaper's cost, wins with probability
-/// `(TIE_SPAN − r) / (2 (TIE_SPAN − 1))`: one half at a tie, falling linearly to none at
-/// `TIE_SPAN` times and beyond. Costs are never NaN (see `cost.rs`); a cost of zero
-/// beats any other, two zeros toss a coin.
+/// `[0, 1)`. The dearer of the two, `r` times and `d` nanoseconds above the cheaper's
+/// cost, wins with probability `½ min((TIE_SPAN − r) / (TIE_SPAN − 1), 1 − d /
+/// TIE_SPAN_NS)`: one half at a tie, falling linearly to none at `TIE_SPAN` times or
+/// `TIE_SPAN_NS` above, whichever comes first. Costs are never NaN (see `cost.rs`); a
+/// cost of zero beats any other, two zeros toss a coin.
 pub fn first_wins(a: f64, b: f64, u: f64) -> bool {
     let (cheap, dear) = if a <= b { (a, b) } else { (b, a) };
     let p_dearer = if cheap > 0.0 {
-        let r = dear / cheap;
-        (0.5 * (TIE_SPAN - r) / (TIE_SPAN - 1.0)).clamp(0.0, 0.5)
+        let relative = (TIE_SPAN - dear / cheap) / (TIE_SPAN - 1.0);
+        let absolute = 1.0 - (dear - cheap) / TIE_SPAN_NS;
+        (0.5 * relative.min(absolute)).clamp(0.0, 0.5)
     } else if dear > 0.0 {
         0.0
     } else {
@@ -212,6 +224,25 @@ mod tests {
         assert_eq!(p(3.0, 1.0), 16_667);
         assert_eq!(p(4.0, 1.0), 0);
         assert_eq!(p(1.0, 80.0), 100_000);
+    }
+
+    #[test]
+    fn a_pair_is_soft_only_within_two_ms() {
+        let p = |a: f64, b: f64| {
+            let n = 100_000;
+            (0..n)
+                .filter(|&i| first_wins(a * MS, b * MS, f64::from(i) / f64::from(n)))
+                .count()
+        };
+        // Sub-millisecond: the relative rule decides, as above.
+        assert_eq!(p(0.6, 0.3), 33_334);
+        // 1 ms apart at 2×: the absolute rule (a quarter) is sharper than the relative (a third).
+        assert_eq!(p(2.0, 1.0), 25_000);
+        // 10 ms against 11: a tenth dearer, but 1 ms: a quarter, not nearly a half.
+        assert_eq!(p(11.0, 10.0), 25_000);
+        // 10 ms against 30 (3×, 20 ms): never, where the relative rule alone gave a sixth.
+        assert_eq!(p(30.0, 10.0), 0);
+        assert_eq!(p(12.0, 10.0), 0);
     }
 
     #[test]
