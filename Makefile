@@ -127,9 +127,10 @@ e2e: wasm venv
 	cargo build --release -p greeter -p loadgen -p ewma-stat
 	cargo test --release -p proxy-wasm-host -p simulate -p e2e
 
-# Offline checks of kubernetes/ and istio/: Kubernetes 1.33 strict schemas, Istio CRD
-# schemas (istio/schemas/), `envoy --mode validate` of the Envoy configs in ConfigMaps and
-# of the EnvoyFilter's patch, then the same on deliberately broken copies, which must fail.
+# Offline checks of kubernetes/ and istio/: Kubernetes 1.33 strict schemas, CRD schemas
+# (scripts/schemas/: Istio, Envoy Gateway, Gateway API), `envoy --mode validate` of the
+# Envoy configs in ConfigMaps and of the EnvoyFilter's patch, what `kubectl apply -f istio/`
+# reads, then the same on deliberately broken copies, which must fail.
 VALIDATE_TOOLS := $(VENV)/.validate-tools
 $(VALIDATE_TOOLS):
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

@@ -368,7 +368,7 @@ fn every_envoy_config_that_loads_the_filter_extracts_its_labels_and_buckets() {
 
 #[test]
 fn the_istio_proxy_config_includes_and_tags_every_metric() {
-    let text = fs::read_to_string(repo_root().join("istio/proxy-config.yaml")).unwrap();
+    let text = fs::read_to_string(repo_root().join("istio/patches/proxy-config.yaml")).unwrap();
     for name in [
         REQUESTS,
         FAILURES,
