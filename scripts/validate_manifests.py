@@ -68,7 +68,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from build_image import REPOSITORY, crate_version  # scripts/build_image.py
+sys.dont_write_bytecode = True  # no scripts/__pycache__ from the import below
+from build_image import REPOSITORY, crate_version  # noqa: E402  (scripts/build_image.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.33.0"
