@@ -151,7 +151,7 @@ image: wasm
 	$(PYTHON) scripts/build_image.py --skopeo
 	$(PYTHON) scripts/build_image.py --self-test --skopeo
 
-test: setup lint unit fuzz-smoke wasm e2e validate-manifests
+test: setup lint unit fuzz-smoke wasm e2e validate-manifests image
 
 clean:
 	cargo clean

@@ -112,12 +112,12 @@ impl fmt::Display for StatError {
                 f,
                 "ewma-balancer metrics at {admin} have no cluster_name/endpoint labels: add the filter's \
                  stats_tags to Envoy's stats_config (see envoy-configs/static/ewma.yaml), or \
-                 extraStatTags on Istio (see istio/proxy-config.yaml)"
+                 extraStatTags on Istio (see istio/patches/proxy-config.yaml)"
             ),
             Self::NoFilterMetrics { admin } => write!(
                 f,
                 "no ewma-balancer metrics at {admin}: is the filter loaded and has it served a \
-                 request? (on Istio, include them with proxyStatsMatcher: see istio/proxy-config.yaml)"
+                 request? (on Istio, include them with proxyStatsMatcher: see istio/patches/proxy-config.yaml)"
             ),
             Self::NoSuchCluster { cluster, seen } => write!(
                 f,
