@@ -25,6 +25,7 @@ mod greeter_process;
 pub mod logs;
 mod ports;
 mod process;
+mod prometheus;
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,10 @@ pub use eventually::{eventually, eventually_async, POLL_INTERVAL};
 pub use greeter_process::{Greeter, GreeterProcess, GREETER_READY_TIMEOUT};
 pub use ports::{
     fixed_ports_lock, FixedPortsGuard, ADMIN_PORT, BACKEND_PORTS, LISTENER_PORT, LOCK_FILE,
+};
+pub use prometheus::{
+    prometheus_bins, url_encode, PrometheusOptions, PrometheusProcess, Sample,
+    PROMETHEUS_READY_TIMEOUT,
 };
 
 /// Envoy's admin interface is read with `ewma-stat`'s small HTTP/1.1 client.
