@@ -52,6 +52,33 @@ build: wasm
 demo: build venv
 	cargo run --release -q -p e2e --bin demo
 
+# Envoy with the filter, three greeters (the third 20 ms slow, the second failing 10 % of
+# its calls), steady load and a Prometheus scraping Envoy every second with
+# dashboards/alerts.yaml loaded, for a person to look at: prints the URLs and how to import
+# the dashboard; Ctrl-C stops everything. Takes the fixed ports while it runs.
+observe: build venv prometheus
+	cargo run --release -q -p e2e --bin observe
+
+# Debian's prometheus package, with promtool, for e2e_prometheus, `make alerts` and
+# `make observe`; skipped when both are on PATH. The package's own service is not left
+# running (it would listen on 9090; our Prometheus instances take free ports). Where the
+# package cannot be installed this says so loudly, and e2e_prometheus skips.
+.PHONY: prometheus alerts observe
+prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then exit 0; fi; \
+	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	install() { $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }; \
+	if ! command -v apt-get >/dev/null || ! { install || { $$sudo apt-get update && install; }; }; then \
+	  echo "*** make prometheus: Debian's prometheus package cannot be installed here: put prometheus and promtool (2.x) on PATH; until then e2e_prometheus SKIPS and make alerts fails ***" >&2; exit 0; fi; \
+	if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then $$sudo systemctl disable --now prometheus; \
+	elif [ -x /etc/init.d/prometheus ]; then $$sudo /etc/init.d/prometheus stop >/dev/null 2>&1 || true; fi; \
+	prometheus --version 2>&1 | head -1
+
+# The alert rules: promtool's syntax check, then their unit tests (dashboards/alerts_test.yaml).
+alerts: prometheus
+	promtool check rules dashboards/alerts.yaml
+	promtool test rules dashboards/alerts_test.yaml
+
 # Scenarios x policies through a real Envoy at the same offered load, and the filter's
 # CPU overhead: target/bench/{summary.json,latency.svg,summary.md}. About 7 minutes (297 s on
 # 2026-12-02 before capacity and tower_peak_ewma added 9 runs);
