@@ -314,9 +314,11 @@ def istio_like_bootstrap(cluster_patch: dict) -> str:
     return yaml.safe_dump({"static_resources": {"clusters": [cluster]}})
 
 
-def istio_like_listener(http_filter_patch: dict, operation: str) -> str:
+def istio_like_listener(http_filter_patch: dict, operation: str, anchor: str | None = None) -> str:
     """A bootstrap with an outbound HTTP listener shaped like a sidecar's (a Wasm filter
-    where Istio puts a WasmPlugin's, then the router), the patch applied as Istio would."""
+    where Istio puts a WasmPlugin's, then the router), the patch applied as Istio would:
+    INSERT_FIRST at the head of the chain, INSERT_BEFORE ahead of the filter named
+    `anchor` (the patch's match.listener.filterChain.filter.subFilter.name)."""
     wasm = {"name": "extensions.istio.io/wasmplugin/default.ewma-balancer",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                              "config": {"name": "ewma-balancer",
@@ -327,6 +329,12 @@ def istio_like_listener(http_filter_patch: dict, operation: str) -> str:
     filters = [wasm, router]
     if operation == "INSERT_FIRST":
         filters.insert(0, copy.deepcopy(http_filter_patch))
+    elif operation == "INSERT_BEFORE":
+        at = next((i for i, f in enumerate(filters) if f["name"] == anchor), None)
+        if at is None:
+            raise Failure(f"INSERT_BEFORE anchor {anchor!r} is not a filter of the sidecar's chain "
+                          f"({', '.join(f['name'] for f in filters)}): the patch would do nothing")
+        filters.insert(at, copy.deepcopy(http_filter_patch))
     else:
         raise Failure(f"HTTP_FILTER patch operation {operation} is not checked here")
     hcm = {"name": "envoy.filters.network.http_connection_manager",
@@ -539,7 +547,9 @@ def check_document(doc: dict, meta_schema: dict) -> list[str]:
                 envoy_validate(istio_like_bootstrap(patch["patch"]["value"]),
                                f"{describe(doc)} configPatches[{i}] merged into an Istio-like cluster")
             elif patch.get("applyTo") == "HTTP_FILTER":
-                envoy_validate(istio_like_listener(patch["patch"]["value"], patch["patch"]["operation"]),
+                anchor = (patch.get("match", {}).get("listener", {}).get("filterChain", {})
+                          .get("filter", {}).get("subFilter", {}).get("name"))
+                envoy_validate(istio_like_listener(patch["patch"]["value"], patch["patch"]["operation"], anchor),
                                f"{describe(doc)} configPatches[{i}] inserted into an Istio-like listener")
         checked.append("CLUSTER and HTTP_FILTER patches: envoy --mode validate")
     return checked
@@ -630,6 +640,12 @@ def breakages(docs: list[tuple[Path, dict]]) -> list[tuple]:
         patch["value"] = copy.deepcopy(patch["value"])
         patch["value"]["typed_config"]["mutations"]["request_mutations"] = [{"remov": "x-ewma-balancer-host"}]
 
+    def envoyfilter_resolve_route_anchor_misspelt(d):
+        patches = d[find(d, "EnvoyFilter")][1]["spec"]["configPatches"]
+        patch = next(p for p in patches if p["patch"]["operation"] == "INSERT_BEFORE")
+        patch["match"] = copy.deepcopy(patch["match"])
+        patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] = "extensions.istio.io/wasmplugin/ewma-balancer"
+
     def proxy_config_drift(d):
         meta = d[find(d, "Deployment", "greeter-client-istio")][1]["spec"]["template"]["metadata"]
         meta["annotations"]["proxy.istio.io/config"] = "extraStatTags: [cluster]\n"
@@ -692,6 +708,7 @@ def breakages(docs: list[tuple[Path, dict]]) -> list[tuple]:
         ("unknown field in the pluginConfig", plugin_config_unknown_field),
         ("bad field in the EnvoyFilter's cluster patch", envoyfilter_bad_patch),
         ("bad field in the EnvoyFilter's header-stripping filter", envoyfilter_bad_header_strip),
+        ("the resolve-route filter anchored on a name the chain lacks", envoyfilter_resolve_route_anchor_misspelt),
         ("meshed client's proxy config drifted from istio/patches/proxy-config.yaml", proxy_config_drift),
         ("statsEvictionInterval not a multiple of the 5 s flush interval", eviction_not_multiple_of_flush, "not a multiple"),
         ("the Deployment patch among the files kubectl apply -f istio/ reads", patch_among_applied_files,
