@@ -322,7 +322,7 @@ impl Balancer {
                     if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
                         e.observe(Observation::failed_attempt(c.timing.now(), probe), &tuning);
                         e.unflushed_requests += 1;
-                        e.count_failure(metrics, &view.name, StatusLabel::None);
+                        e.count_failure(metrics, &view.name, StatusLabel::Retried);
                         if let FlushResult::Gone =
                             flush_if_full(e, store, &tuning, &mut self.scratch)
                         {

@@ -57,7 +57,7 @@ pub struct EndpointView {
     pub unflushed_requests: u64,
     pub unflushed_failures: u64,
     /// The failures by `grpc_status`, each counter defined when its status is first seen
-    /// (at most 19: [`StatusLabel`]).
+    /// (at most 20: [`StatusLabel`]).
     pub failures_by_status: Vec<StatusCount>,
     pub metric_ids: EndpointMetricIds,
     /// Last gauge values set, to skip redundant hostcalls.

@@ -124,7 +124,7 @@ pub fn status_metric_name(cluster: &str, endpoint: &str, status: StatusLabel) ->
     )
 }
 
-/// The `grpc_status` label of a failure: one of 19 values, so an endpoint has at most 19
+/// The `grpc_status` label of a failure: one of 20 values, so an endpoint has at most 20
 /// such counters whatever its answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatusLabel {
@@ -132,9 +132,11 @@ pub enum StatusLabel {
     Code(u8),
     /// A code above 16: not one gRPC defines.
     Other,
-    /// No gRPC status: a plain HTTP request, or an attempt Envoy retried elsewhere (the
-    /// filter sees only the final answer, not the failed attempt's).
+    /// No gRPC status: a plain HTTP request.
     None,
+    /// An attempt Envoy retried on another endpoint: the filter sees only the final
+    /// answer, not the failed attempt's status.
+    Retried,
 }
 
 impl StatusLabel {
@@ -160,6 +162,7 @@ impl StatusLabel {
             Self::Code(c) => CODES.get(usize::from(c)).copied().unwrap_or("other"),
             Self::Other => "other",
             Self::None => "none",
+            Self::Retried => "retried",
         }
     }
 }
@@ -241,9 +244,10 @@ mod tests {
             .map(|c| StatusLabel::of(Some(c)).as_str())
             .collect();
         all.push(StatusLabel::None.as_str());
+        all.push(StatusLabel::Retried.as_str());
         all.sort_unstable();
         all.dedup();
-        assert_eq!(all.len(), 19);
+        assert_eq!(all.len(), 20);
     }
 
     #[test]

@@ -1176,14 +1176,14 @@ fn a_call_served_by_the_runner_up_charges_the_winner_when_envoy_retried() {
                 estimate < 2e6,
                 "the runner-up's estimate became {estimate} ns"
             );
-            // The failed attempt's status is not the filter's to see: `none`.
+            // The failed attempt's status is not the filter's to see: `retried`.
             w.balancer.tick(&store, &mut w.metrics, now + 30 * MS);
-            let none = format!(
-                "cluster_name=.=greeter;.;endpoint=.={};.;grpc_status=.=none;.;\
+            let retried = format!(
+                "cluster_name=.=greeter;.;endpoint=.={};.;grpc_status=.=retried;.;\
                  ewma_balancer_failures_by_status_total",
                 pick.addr
             );
-            assert_eq!(w.metrics.value(&none), 1);
+            assert_eq!(w.metrics.value(&retried), 1);
         } else {
             assert_eq!(effect.forgot.as_deref(), Some(&*pick.addr));
             assert!(winner.is_none());
