@@ -219,6 +219,17 @@ impl PrometheusProcess {
         format!("http://{}", self.addr)
     }
 
+    /// The address of a page of its web UI (`graph`, `alerts`, `config`): Debian's
+    /// package serves only the classic UI, under `/classic/`.
+    pub fn ui_url(&self, page: &str) -> String {
+        let classic = matches!(
+            http_get(self.addr, "/classic/graph", API_TIMEOUT),
+            Ok(r) if r.status == 200
+        );
+        let prefix = if classic { "/classic" } else { "" };
+        format!("{}{prefix}/{page}", self.url())
+    }
+
     /// Its log file.
     pub fn log_path(&self) -> &Path {
         &self.log_path

@@ -82,7 +82,8 @@ async fn observe(args: Args) -> Result<(), String> {
     let prometheus = PrometheusProcess::start(&options)?;
     let url = prometheus.url();
     let graph = format!(
-        "{url}/graph?g0.expr={}&g0.tab=0&g0.range_input=5m",
+        "{}?g0.expr={}&g0.tab=0&g0.range_input=5m",
+        prometheus.ui_url("graph"),
         url_encode(
             "sum by (cluster_name, endpoint) (rate(ewma_balancer_requests_total[15s])) / on (cluster_name) group_left () sum by (cluster_name) (rate(ewma_balancer_requests_total[15s]))"
         )
@@ -94,7 +95,11 @@ async fn observe(args: Args) -> Result<(), String> {
         SLOW_BY.as_millis(),
         args.qps
     );
-    println!("  Prometheus      {url}   (alerts: {url}/alerts, scrape config: {url}/config)");
+    println!(
+        "  Prometheus      {url}   (alerts: {}, scrape config: {})",
+        prometheus.ui_url("alerts"),
+        prometheus.ui_url("config")
+    );
     println!("  each endpoint's share  {graph}");
     println!(
         "  Envoy admin     http://127.0.0.1:{ADMIN_PORT}   (its metrics: http://127.0.0.1:{ADMIN_PORT}/stats/prometheus)"
