@@ -41,6 +41,10 @@ fn emitted_series() -> Vec<String> {
 /// The labels the filter's series carry in Prometheus.
 const EMITTED_LABELS: [&str; 5] = ["cluster_name", "endpoint", "decision", "grpc_status", "le"];
 
+/// The labels Prometheus adds to every scraped series: its own, and those Istio's sample
+/// scrape config (samples/addons/prometheus.yaml) relabels from Kubernetes.
+const TARGET_LABELS: [&str; 4] = ["instance", "job", "namespace", "pod"];
+
 const AGGREGATIONS: [&str; 14] = [
     "sum",
     "avg",
@@ -257,14 +261,16 @@ fn the_dashboard_queries_only_series_and_labels_the_filter_emits() {
                     .ends_with(&format!(", {metric}"));
             assert!(
                 emitted.contains(metric)
-                    || is_label_values_label && EMITTED_LABELS.contains(&metric.as_str()),
+                    || is_label_values_label
+                        && (EMITTED_LABELS.contains(&metric.as_str())
+                            || TARGET_LABELS.contains(&metric.as_str())),
                 "`{metric}` is not a series the filter emits, in: {query}"
             );
             used.push(metric.clone());
         }
         for label in &refs.labels {
             assert!(
-                EMITTED_LABELS.contains(&label.as_str()),
+                EMITTED_LABELS.contains(&label.as_str()) || TARGET_LABELS.contains(&label.as_str()),
                 "label `{label}` is not one the filter's series carry, in: {query}"
             );
         }
