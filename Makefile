@@ -150,7 +150,7 @@ fuzz-smoke: fuzz-tool
 	    -seed=$(FUZZ_SMOKE_SEED) -runs=$$runs -print_final_stats=1 $$([ $$t = config ] && echo -dict=config.dict) || exit 1; done
 
 # End-to-end tests against a real Envoy and real greeters on loopback.
-e2e: wasm venv
+e2e: wasm venv prometheus
 	cargo build --release -p greeter -p loadgen -p ewma-stat
 	cargo test --release -p proxy-wasm-host -p simulate -p e2e
 
@@ -178,7 +178,7 @@ image: wasm
 	$(PYTHON) scripts/build_image.py --skopeo
 	$(PYTHON) scripts/build_image.py --self-test --skopeo
 
-test: setup lint unit fuzz-smoke wasm e2e validate-manifests image
+test: setup lint unit fuzz-smoke wasm prometheus alerts e2e validate-manifests image
 
 clean:
 	cargo clean
