@@ -62,22 +62,21 @@ observe: build venv prometheus
 # Debian's prometheus package, with promtool, for e2e_prometheus, `make alerts` and
 # `make observe`; skipped when both are on PATH. The package's own service is not left
 # running (it would listen on 9090; our Prometheus instances take free ports). Where the
-# package cannot be installed this says so loudly, and e2e_prometheus skips.
+# package cannot be installed this says so loudly, and e2e_prometheus and `make alerts` skip.
 .PHONY: prometheus alerts observe
 prometheus:
 	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then exit 0; fi; \
+	if ! scripts/debian-install.sh prometheus prometheus; then \
+	  echo "*** make prometheus: Debian's prometheus package cannot be installed here: put prometheus and promtool (2.x) on PATH; until then e2e_prometheus and make alerts SKIP ***" >&2; exit 0; fi; \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	install() { $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }; \
-	if ! command -v apt-get >/dev/null || ! { install || { $$sudo apt-get update && install; }; }; then \
-	  echo "*** make prometheus: Debian's prometheus package cannot be installed here: put prometheus and promtool (2.x) on PATH; until then e2e_prometheus SKIPS and make alerts fails ***" >&2; exit 0; fi; \
 	if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then $$sudo systemctl disable --now prometheus; \
 	elif [ -x /etc/init.d/prometheus ]; then $$sudo /etc/init.d/prometheus stop >/dev/null 2>&1 || true; fi; \
 	prometheus --version 2>&1 | head -1
 
 # The alert rules: promtool's syntax check, then their unit tests (dashboards/alerts_test.yaml).
 alerts: prometheus
-	promtool check rules dashboards/alerts.yaml
-	promtool test rules dashboards/alerts_test.yaml
+	@command -v promtool >/dev/null || { echo "*** make alerts: SKIPPED: no promtool (see make prometheus above) ***" >&2; exit 0; }; \
+	set -x; promtool check rules dashboards/alerts.yaml && promtool test rules dashboards/alerts_test.yaml
 
 # Scenarios x policies through a real Envoy at the same offered load, and the filter's
 # CPU overhead: target/bench/{summary.json,latency.svg,summary.md}. About 7 minutes (297 s on
@@ -174,7 +173,7 @@ validate-manifests: $(VALIDATE_TOOLS) wasm venv
 # reproducible, read back and copied by skopeo (Debian's, installed on first use); prints
 # the digest for the WasmPlugin's sha256 and the push command. Then the checker's self-test.
 image: wasm
-	@command -v skopeo >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y skopeo || { apt-get update && apt-get install -y skopeo; }; }
+	@scripts/debian-install.sh skopeo skopeo
 	$(PYTHON) scripts/build_image.py --skopeo
 	$(PYTHON) scripts/build_image.py --self-test --skopeo
 
