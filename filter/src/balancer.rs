@@ -223,7 +223,10 @@ impl Balancer {
             view.decisions.too_few += 1;
             return Decision::Fallback(FallbackReason::TooFewEndpoints);
         };
-        let (ca, cb) = (first.cost_at(now, &tuning), second.cost_at(now, &tuning));
+        let (ca, cb) = (
+            first.contender_at(now, &tuning),
+            second.contender_at(now, &tuning),
+        );
         let (winner, loser) = if first_wins(ca, cb, rng.unit()) {
             (a, b)
         } else {
@@ -249,9 +252,9 @@ impl Balancer {
             "pick cluster={} pair=[{} cost={:.3}ms, {} cost={:.3}ms] chosen={} runner_up={} probe={probe}",
             view.name,
             addr_of(a),
-            ca / 1e6,
+            ca.cost / 1e6,
             addr_of(b),
-            cb / 1e6,
+            cb.cost / 1e6,
             addr_of(chosen),
             addr_of(runner_up),
         );

@@ -32,10 +32,19 @@
 //!   this rule (0.09 at 1,000 calls/s, where chance alone is about 0.03). What is
 //!   clearly dearer (4×, or a pending count of 3 against 0) is never chosen, so a
 //!   two-endpoint cluster with one slow member sends it nothing. Nor is what is a few
-//!   milliseconds dearer ([`TIE_SPAN_NS`]): an endpoint at 30 ms beside one at 10 ms
-//!   says something however noisy its estimate. (The mesh simulation's heterogeneous
-//!   run, 17 of 50 endpoints at half speed: p99 97 → 93 ms, the two third-speed
-//!   endpoints of its test from 20.7 % of the calls to under the 20 % it allows.)
+//!   milliseconds slower ([`TIE_SPAN_NS`], on the latency estimates): an endpoint at
+//!   30 ms beside one at 10 ms says something however noisy its estimate. (The mesh
+//!   simulation's heterogeneous run, 17 of 50 endpoints at half speed: p99 97 → 93 ms,
+//!   the two third-speed endpoints of its test from 20.7 % of the calls to under the
+//!   20 % it allows.) A request pending is load, not speed, and the relative rule
+//!   alone weighs it: on the loaded costs, two equal 2 ms endpoints one request apart
+//!   (4 ms against 2) made a hard pair. The span is 3 ms because a 2 ms endpoint's
+//!   Peak-EWMA reads a millisecond or more above its neighbour's after a hiccup: ten
+//!   proxies over five such endpoints (wasmtime host, jittered latency, one call in 50
+//!   three times as slow), worst deviation from a fair share per 2 s window: 0.21 with
+//!   a 2 ms span on the loaded costs, 0.20 / 0.15 / 0.13 with 2 / 3 / 5 ms on the
+//!   estimates, 0.10 with no absolute rule; the heterogeneous run's p99 was 93 ms,
+//!   96 / 94 / 99 ms and 97 ms respectively.
 
 /// An endpoint stays on the shortlist while its idle cost is within this factor of the
 /// cheapest's …
@@ -46,12 +55,21 @@ pub const SHORTLIST_SLACK_NS: f64 = 5_000_000.0;
 /// A pair is decided softly while its costs are within this factor (see
 /// [`first_wins`]); beyond it, the cheaper always wins.
 pub const TIE_SPAN: f64 = 4.0;
-/// … and while they are within this much of each other: softness is for estimates that
-/// differ by noise (a latency peak, one request pending on a sub-millisecond endpoint),
-/// not for an endpoint a few milliseconds slower, which a soft pair would keep feeding
-/// (a third-speed endpoint on the 8× shortlist won a sixth of its pairs: 20.7 % of the
+/// … and while the dearer's latency estimate (its idle cost) is within this much above
+/// the cheaper's: softness is for estimates that differ by noise (a latency peak), not
+/// for an endpoint a few milliseconds slower, which a soft pair would keep feeding (a
+/// third-speed endpoint on the 8× shortlist won a sixth of its pairs: 20.7 % of the
 /// calls to two of fourteen capacity shares).
-pub const TIE_SPAN_NS: f64 = 2_000_000.0;
+pub const TIE_SPAN_NS: f64 = 3_000_000.0;
+
+/// One of a pair as [`first_wins`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Contender {
+    /// What P2C compares: latency (or failure penalty) × (pending + 1), over weight.
+    pub cost: f64,
+    /// The same without the pending term: how slow the endpoint is, not how busy.
+    pub idle_cost: f64,
+}
 
 /// One endpoint as the shortlist sees it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -109,24 +127,29 @@ pub fn shortlist(candidates: &[Candidate], keep: &mut Vec<bool>) -> f64 {
     limit
 }
 
-/// Whether the first of a pair gets the call, given both costs and `u`, uniform in
-/// `[0, 1)`. The dearer of the two, `r` times and `d` nanoseconds above the cheaper's
-/// cost, wins with probability `½ min((TIE_SPAN − r) / (TIE_SPAN − 1), 1 − d /
-/// TIE_SPAN_NS)`: one half at a tie, falling linearly to none at `TIE_SPAN` times or
-/// `TIE_SPAN_NS` above, whichever comes first. Costs are never NaN (see `cost.rs`); a
-/// cost of zero beats any other, two zeros toss a coin.
-pub fn first_wins(a: f64, b: f64, u: f64) -> bool {
-    let (cheap, dear) = if a <= b { (a, b) } else { (b, a) };
-    let p_dearer = if cheap > 0.0 {
-        let relative = (TIE_SPAN - dear / cheap) / (TIE_SPAN - 1.0);
-        let absolute = 1.0 - (dear - cheap) / TIE_SPAN_NS;
+/// Whether the first of a pair gets the call, given both and `u`, uniform in `[0, 1)`.
+/// The dearer of the two, its cost `r` times the cheaper's and its idle cost `d`
+/// nanoseconds above the cheaper's, wins with probability `½ min((TIE_SPAN − r) /
+/// (TIE_SPAN − 1), 1 − d / TIE_SPAN_NS)`: one half at a tie, falling linearly to none
+/// at `TIE_SPAN` times or `TIE_SPAN_NS` slower, whichever comes first (a dearer one
+/// that is no slower, only busier, is left to the relative rule). Costs are never NaN
+/// (see `cost.rs`); a cost of zero beats any other, two zeros toss a coin.
+pub fn first_wins(a: Contender, b: Contender, u: f64) -> bool {
+    let (cheap, dear) = if a.cost <= b.cost { (a, b) } else { (b, a) };
+    let p_dearer = if cheap.cost > 0.0 {
+        let relative = (TIE_SPAN - dear.cost / cheap.cost) / (TIE_SPAN - 1.0);
+        let absolute = 1.0 - (dear.idle_cost - cheap.idle_cost) / TIE_SPAN_NS;
         (0.5 * relative.min(absolute)).clamp(0.0, 0.5)
-    } else if dear > 0.0 {
+    } else if dear.cost > 0.0 {
         0.0
     } else {
         0.5
     };
-    let p_first = if a <= b { 1.0 - p_dearer } else { p_dearer };
+    let p_first = if a.cost <= b.cost {
+        1.0 - p_dearer
+    } else {
+        p_dearer
+    };
     u < p_first
 }
 
@@ -208,15 +231,26 @@ mod tests {
         assert_eq!(t, f64::MAX);
     }
 
+    /// An idle endpoint: its cost is its idle cost.
+    fn idle(cost: f64) -> Contender {
+        Contender {
+            cost,
+            idle_cost: cost,
+        }
+    }
+
+    /// How many of 100,000 evenly spread coins give the call to the first.
+    fn first_share(a: Contender, b: Contender) -> usize {
+        let n = 100_000;
+        (0..n)
+            .filter(|&i| first_wins(a, b, f64::from(i) / f64::from(n)))
+            .count()
+    }
+
     #[test]
     fn a_pair_follows_its_costs_softly_up_to_four_times() {
         // The dearer wins (4 − r) / 6 of the time: ½ at a tie, none from 4× on.
-        let p = |a: f64, b: f64| {
-            let n = 100_000;
-            (0..n)
-                .filter(|&i| first_wins(a, b, f64::from(i) / f64::from(n)))
-                .count()
-        };
+        let p = |a: f64, b: f64| first_share(idle(a), idle(b));
         assert_eq!(p(1.0, 1.0), 50_000);
         assert_eq!(p(1.1, 1.0), 48_334);
         assert_eq!(p(2.0, 1.0), 33_334);
@@ -227,30 +261,59 @@ mod tests {
     }
 
     #[test]
-    fn a_pair_is_soft_only_within_two_ms() {
-        let p = |a: f64, b: f64| {
-            let n = 100_000;
-            (0..n)
-                .filter(|&i| first_wins(a * MS, b * MS, f64::from(i) / f64::from(n)))
-                .count()
-        };
+    fn a_pair_is_soft_only_within_three_ms() {
+        let p = |a: f64, b: f64| first_share(idle(a * MS), idle(b * MS));
         // Sub-millisecond: the relative rule decides, as above.
         assert_eq!(p(0.6, 0.3), 33_334);
-        // 1 ms apart at 2×: the absolute rule (a quarter) is sharper than the relative (a third).
-        assert_eq!(p(2.0, 1.0), 25_000);
-        // 10 ms against 11: a tenth dearer, but 1 ms: a quarter, not nearly a half.
-        assert_eq!(p(11.0, 10.0), 25_000);
+        // 1.5 ms apart at 2×: the absolute rule (a quarter) is sharper than the relative (a third).
+        assert_eq!(p(3.0, 1.5), 25_000);
+        // 10 ms against 11: a tenth dearer, but 1 ms: a third, not nearly a half.
+        assert_eq!(p(11.0, 10.0), 33_334);
+        // 10 ms against 12: a sixth; from 3 ms apart, never.
+        assert_eq!(p(12.0, 10.0), 16_667);
+        assert_eq!(p(13.0, 10.0), 0);
         // 10 ms against 30 (3×, 20 ms): never, where the relative rule alone gave a sixth.
         assert_eq!(p(30.0, 10.0), 0);
-        assert_eq!(p(12.0, 10.0), 0);
+    }
+
+    #[test]
+    fn a_pair_apart_by_load_alone_stays_soft_however_many_ms() {
+        // Two equal 2 ms endpoints, one with a request pending: 4 ms against 2. The
+        // relative rule gives the busier a third; the absolute rule, on the loaded
+        // costs, gave it none.
+        let busy = Contender {
+            cost: 4.0 * MS,
+            idle_cost: 2.0 * MS,
+        };
+        assert_eq!(first_share(busy, idle(2.0 * MS)), 33_334);
+        // 10 ms endpoints, 20 ms apart by two requests pending: still the relative rule.
+        let busier = Contender {
+            cost: 30.0 * MS,
+            idle_cost: 10.0 * MS,
+        };
+        assert_eq!(first_share(busier, idle(10.0 * MS)), 16_667);
+        // 1.5 ms slower and a request pending (23 ms against 10, 2.3×): the absolute
+        // rule on the estimates, a quarter, is sharper than the relative one (0.28).
+        let slower = Contender {
+            cost: 23.0 * MS,
+            idle_cost: 11.5 * MS,
+        };
+        assert_eq!(first_share(slower, idle(10.0 * MS)), 25_000);
+        // The cheaper by cost may be the slower one, only idle: the relative rule.
+        let idle_but_slower = idle(3.0 * MS);
+        let busy_but_fast = Contender {
+            cost: 4.0 * MS,
+            idle_cost: 1.0 * MS,
+        };
+        assert_eq!(first_share(idle_but_slower, busy_but_fast), 55_556);
     }
 
     #[test]
     fn zero_costs_win_and_two_zeros_toss_a_coin() {
-        assert!(first_wins(0.0, 1.0, 0.999));
-        assert!(!first_wins(1.0, 0.0, 0.0));
-        assert!(first_wins(0.0, 0.0, 0.49));
-        assert!(!first_wins(0.0, 0.0, 0.5));
-        assert!(!first_wins(f64::MAX, 1.0, 0.0));
+        assert!(first_wins(idle(0.0), idle(1.0), 0.999));
+        assert!(!first_wins(idle(1.0), idle(0.0), 0.0));
+        assert!(first_wins(idle(0.0), idle(0.0), 0.49));
+        assert!(!first_wins(idle(0.0), idle(0.0), 0.5));
+        assert!(!first_wins(idle(f64::MAX), idle(1.0), 0.0));
     }
 }

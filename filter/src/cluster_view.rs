@@ -7,7 +7,7 @@
 //! itself.
 
 use crate::cas::{read_record, update_index, update_record, update_record_owned, UpdateError};
-use crate::choice::{shortlist, Candidate};
+use crate::choice::{shortlist, Candidate, Contender};
 use crate::cost::{cost, Load};
 use crate::failure_score::probe_interval;
 use crate::fx_map::FxMap;
@@ -207,11 +207,17 @@ impl EndpointView {
     /// What the shortlist compares: the latency estimate or failure penalty, whichever
     /// is larger, over the weight, without the pending term.
     pub fn idle_cost_at(&self, now: Nanos, tuning: &Tuning) -> f64 {
-        let load = Load {
-            pending: 0,
-            ..self.load_at(now, tuning)
-        };
-        cost(load, tuning.failure_penalty_ns) / f64::from(self.weight.max(1))
+        self.contender_at(now, tuning).idle_cost
+    }
+
+    /// Both costs a pair is decided on, from one reading of the load.
+    pub fn contender_at(&self, now: Nanos, tuning: &Tuning) -> Contender {
+        let load = self.load_at(now, tuning);
+        let weight = f64::from(self.weight.max(1));
+        Contender {
+            cost: cost(load, tuning.failure_penalty_ns) / weight,
+            idle_cost: cost(Load { pending: 0, ..load }, tuning.failure_penalty_ns) / weight,
+        }
     }
 
     /// When this endpoint, off the shortlist, is next due a probe: its last outcome plus

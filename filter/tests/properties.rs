@@ -3,7 +3,7 @@
 //! implementation keeps (an EWMA stays within its samples, a score within [0, 1]) rather
 //! than the exact formulas, so the formulas can be tuned without touching these.
 
-use ewma_balancer::choice::first_wins;
+use ewma_balancer::choice::{first_wins, Contender};
 use ewma_balancer::cost::{cost, Load};
 use ewma_balancer::failure_score::FailureScore;
 use ewma_balancer::index::ClusterIndex;
@@ -124,12 +124,16 @@ proptest! {
     #[test]
     fn a_pair_never_goes_to_the_one_four_times_dearer_and_is_symmetric(
         ca in 0.0..1e12f64, r in 4.0..1e6f64, u in 0.0..1.0f64,
+        idle in 0.0..1.0f64, idle_dear in 0.0..1.0f64,
     ) {
-        prop_assert!(first_wins(ca, ca * r, u) || ca == 0.0);
-        prop_assert!(!first_wins(ca * r, ca, u) || ca == 0.0);
+        // Whatever the idle costs: four times dearer never wins.
+        let a = Contender { cost: ca, idle_cost: ca * idle };
+        let dear = Contender { cost: ca * r, idle_cost: ca * idle_dear };
+        prop_assert!(first_wins(a, dear, u) || ca == 0.0);
+        prop_assert!(!first_wins(dear, a, u) || ca == 0.0);
         // Swapping the pair (and the coin) swaps the answer.
-        let cb = ca * (r / 4.0 + 0.5).min(3.9);
-        prop_assert_eq!(first_wins(ca, cb, u), !first_wins(cb, ca, 1.0 - u));
+        let b = Contender { cost: ca * (r / 4.0 + 0.5).min(3.9), idle_cost: ca * idle_dear };
+        prop_assert_eq!(first_wins(a, b, u), !first_wins(b, a, 1.0 - u));
     }
 
     // ---- Peak-EWMA ----

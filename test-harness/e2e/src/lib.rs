@@ -68,7 +68,7 @@ pub fn built_binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: build it first (`make build`, or cargo build --release -p greeter -p loadgen -p ewma-stat)",
+        "{} is missing: build it first with `make build`",
         path.display()
     );
     path

@@ -68,7 +68,7 @@ impl WasmHost {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| {
             format!(
-                "cannot read {}: build it first with `make wasm` (cargo build --release --target wasm32-wasip1 -p ewma-balancer)",
+                "cannot read {}: build it first with `make wasm`",
                 path.display()
             )
         })?;
