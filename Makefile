@@ -52,18 +52,20 @@ wasm: toolchain
 	@ls -l $(WASM_FLOOR) | awk '{print "built $(WASM_FLOOR): " $$5 " bytes"}'
 	@ls -l $(WASM_PROBE) | awk '{print "built $(WASM_PROBE): " $$5 " bytes"}'
 
+# Every binary; the targets below run them from target/release (`cargo run -p X` would
+# resolve features for X alone and rebuild its dependencies).
 build: wasm
 	cargo build --release $(HARNESS)
 
 demo: build venv
-	cargo run --release -q -p e2e --bin demo
+	target/release/demo
 
 # Envoy with the filter, three greeters (the third 20 ms slow, the second failing 10 % of
 # its calls), steady load and a Prometheus scraping Envoy every second with
 # dashboards/alerts.yaml loaded, for a person to look at: prints the URLs and how to import
 # the dashboard; Ctrl-C stops everything. Takes the fixed ports while it runs.
 observe: build venv prometheus
-	cargo run --release -q -p e2e --bin observe
+	target/release/observe
 
 # Debian's prometheus package, with promtool, for e2e_prometheus, `make alerts` and
 # `make observe`; skipped when both are on PATH. The package's own service is not left
@@ -89,22 +91,22 @@ alerts: prometheus
 # 2026-12-02 before capacity and tower_peak_ewma added 9 runs);
 # BENCH_QUICK=1 for the same outputs in about 140 s.
 bench: build venv
-	cargo run --release -q -p bench --bin bench
+	target/release/bench
 
 # What each proxy-wasm host call costs Envoy (the wasm-probe module, one call repeated
 # per request, against the probe making none): target/bench/hostcalls.{json,md}. About 2 min.
 bench-hostcalls: build venv
-	cargo run --release -q -p bench --bin bench -- --hostcalls
+	target/release/bench --hostcalls
 
 # The mesh simulation (docs/benchmark.md, "Mesh simulation"): proxies running the built
 # filter in the wasmtime host, and reference policies, over queueing endpoints on a fake
 # clock: target/simulate/{summary.json,summary.md,latency.svg}. Under two minutes.
-simulate: wasm
-	cargo run --release -q -p simulate --bin simulate
+simulate: build
+	target/release/simulate
 
 # Copies the latest target/bench results into docs/benchmark.md and docs/bench/latency.svg.
-bench-publish:
-	cargo run --release -q -p bench --bin bench -- --publish
+bench-publish: build
+	target/release/bench --publish
 
 # The dynamic Envoy's greeter endpoints (envoy-configs/dynamic): writes a new
 # endpoints/greeter.yaml and renames it over the old one; Envoy applies it at once.

@@ -17,6 +17,8 @@ use loadgen::reset_flood::{run_flood, FloodReport, FloodSpec};
 
 const QPS: f64 = 300.0;
 const MEASURED: Duration = Duration::from_secs(8);
+/// How much slower the third greeter answers.
+const SLOW_BY: Duration = Duration::from_millis(40);
 
 /// What one run of the normal client saw, with what the filter recorded.
 struct Run {
@@ -60,12 +62,16 @@ async fn normal_client(flood: bool, name: &str) -> Run {
 
 /// A raw HTTP/2 client opens 300 gRPC streams per second and resets each 1 ms after its
 /// headers, while a normal client sends 300 calls/s: the slow backend's share stays at
-/// most 1 %, the normal client's p99 at most 1.5x what it is without the flood, and no
-/// failure is recorded on a healthy endpoint (the normal client's calls all succeed).
+/// most 1 %, the normal client's p99 stays below half the slow backend's 40 ms (before
+/// the filter judged who ended a call, the flood sent 7.7 % of the calls there and p99
+/// was 42 ms), and no failure is recorded on a healthy endpoint (the normal client's
+/// calls all succeed). The p99 is not compared with the quiet run's: the flood's own CPU
+/// on two cores moves it by milliseconds (1.6 to 8.1 ms seen in five runs, against 1.5
+/// to 2.5 ms without), which says nothing about the filter.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reset_flood_moves_no_traffic_and_records_no_failure() {
     let _ports = fixed_ports_lock();
-    let _greeters = three_greeters(Duration::from_millis(40));
+    let _greeters = three_greeters(SLOW_BY);
     let quiet = normal_client(false, "hostile-no-flood").await;
     let flooded = normal_client(true, "hostile-flood").await;
     let report = |label: &str, run: &Run| {
@@ -99,10 +105,11 @@ async fn a_reset_flood_moves_no_traffic_and_records_no_failure() {
     );
     let (p99, p99_quiet) = (flooded.tally.latency_at(0.99), quiet.tally.latency_at(0.99));
     assert!(
-        p99.as_secs_f64() <= 1.5 * p99_quiet.as_secs_f64(),
-        "p99 {:.2} ms with the flood against {:.2} ms without",
+        p99 < SLOW_BY / 2,
+        "p99 {:.2} ms with the flood ({:.2} ms without): calls reach the {} ms slow backend",
         ms(p99),
-        ms(p99_quiet)
+        ms(p99_quiet),
+        SLOW_BY.as_millis()
     );
     for healthy in ["127.0.0.1:50051", "127.0.0.1:50052"] {
         assert_eq!(
