@@ -272,6 +272,7 @@ impl Balancer {
             // A probe's pending count is already in shared data (its claim).
             endpoint.unflushed_pending += 1;
         }
+        endpoint.call_started(now);
         let verify = special.is_some() || endpoint.picks % CHECK_EVERY == CHECK_EVERY - 1;
         endpoint.picks = endpoint.picks.wrapping_add(1);
         Decision::Override(Pick {
@@ -305,7 +306,7 @@ impl Balancer {
             return effect;
         };
         let chosen = c.pick.map(|p| &*p.addr);
-        let mut position = settle_pending(view, chosen);
+        let mut position = settle_pending(view, chosen, c.timing.now());
         let actual = if must_verify(c.pick, outcome) {
             facts.upstream_address()
         } else {
@@ -505,12 +506,13 @@ impl Balancer {
     }
 }
 
-/// The pick's pending increment is undone whatever happened; returns the position of
-/// the endpoint named, if this view has it.
-fn settle_pending(view: &mut ClusterView, chosen: Option<&str>) -> Option<usize> {
+/// The pick's pending increment is undone whatever happened, and its call ended at
+/// `now`; returns the position of the endpoint named, if this view has it.
+fn settle_pending(view: &mut ClusterView, chosen: Option<&str>, now: Nanos) -> Option<usize> {
     let position = chosen.and_then(|chosen| view.position(chosen));
     if let Some(e) = position.and_then(|i| view.endpoints.get_mut(i)) {
         e.unflushed_pending -= 1;
+        e.call_ended(now);
     }
     position
 }

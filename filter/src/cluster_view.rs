@@ -68,6 +68,12 @@ pub struct EndpointView {
     pub weight: u32,
     /// On the shortlist picks draw from (see `choice.rs`); set on the tick.
     pub shortlisted: bool,
+    /// Calls this worker named it for that have not ended.
+    pub in_flight: u32,
+    /// While `in_flight > 0`: since when the oldest of them has at least been waiting,
+    /// the later of this worker's last completion and the start of the first call after
+    /// it (see [`Self::stalled_ns`]).
+    pub waiting_since: Nanos,
 }
 
 impl EndpointView {
@@ -94,7 +100,42 @@ impl EndpointView {
             usable: true,
             weight: 1,
             shortlisted: true,
+            in_flight: 0,
+            waiting_since: 0,
         }
+    }
+
+    /// A call this worker named the endpoint for has started at `now`.
+    pub fn call_started(&mut self, now: Nanos) {
+        if self.in_flight == 0 {
+            self.waiting_since = now;
+        }
+        self.in_flight = self.in_flight.saturating_add(1);
+    }
+
+    /// A call this worker named the endpoint for has ended at `now`, whoever ended it.
+    pub fn call_ended(&mut self, now: Nanos) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.waiting_since = self.waiting_since.max(now);
+    }
+
+    /// How long this worker's oldest call in flight to the endpoint has at least been
+    /// waiting at `now`: a lower bound on the endpoint's latency that needs no answer.
+    /// Every call in flight at the last completion is still in flight (none ended
+    /// since), so the oldest has waited at least since then, or since the first call
+    /// after it when none was left. 0 with nothing in flight; at most `cap_ns` (the
+    /// failure penalty: a call waiting that long costs what a failure does, and a
+    /// completion the host never reported cannot make an endpoint dearer than that).
+    ///
+    /// Without it, an endpoint that stops answering keeps its last estimate, which
+    /// decays toward 0 while its calls wait, and only its pending count holds it back:
+    /// a backend that accepted calls and never answered got 16 to 64 of 1,600 calls
+    /// before its first timed out (5 s); Peak-EWMA learns nothing until an answer comes.
+    pub fn stalled_ns(&self, now: Nanos, cap_ns: f64) -> f64 {
+        if self.in_flight == 0 {
+            return 0.0;
+        }
+        (now.saturating_sub(self.waiting_since) as f64).min(cap_ns)
     }
 
     /// Counts one failure that ended with `status`, defining its counter on first sight.
@@ -186,9 +227,12 @@ impl EndpointView {
             .unwrap_or(u32::MAX)
     }
 
+    /// The load cost is computed from: the latency estimate (or the time this worker's
+    /// oldest call has been waiting, if longer), the pending count and the failure score.
     pub fn load_at(&self, now: Nanos, tuning: &Tuning) -> Load {
+        let estimate = self.record.latency.estimate_at(now, tuning.decay_ns);
         Load {
-            latency_ns: self.record.latency.estimate_at(now, tuning.decay_ns),
+            latency_ns: estimate.max(self.stalled_ns(now, tuning.failure_penalty_ns)),
             pending: self.pending(),
             failure: self.record.failure.at(now, tuning.failure_decay_ns),
         }
@@ -967,5 +1011,55 @@ mod tests {
             got[k.unwrap_or(0)] += 1;
         }
         assert!(got.iter().all(|&g| (900..=1_100).contains(&g)), "{got:?}");
+    }
+
+    const MS: Nanos = 1_000_000;
+
+    fn endpoint_at(latency_ms: f64) -> EndpointView {
+        let record = EndpointRecord::new("10.0.0.1:80", latency_ms * 1e6, 0);
+        EndpointView::new(0, "k".into(), record, EndpointMetricIds::default())
+    }
+
+    #[test]
+    fn a_call_in_flight_bounds_the_latency_from_below_until_one_ends() {
+        let e = &mut endpoint_at(1.0);
+        assert_eq!(e.stalled_ns(5 * MS, 1e9), 0.0);
+        e.call_started(10 * MS);
+        e.call_started(12 * MS);
+        // The first has waited 30 ms.
+        assert_eq!(e.stalled_ns(40 * MS, 1e9), 30e6);
+        // One ends at 40 ms: the other, in flight then, has waited at least since.
+        e.call_ended(40 * MS);
+        assert_eq!(e.stalled_ns(45 * MS, 1e9), 5e6);
+        e.call_ended(50 * MS);
+        assert_eq!(e.stalled_ns(900 * MS, 1e9), 0.0);
+        // A call after a quiet spell waits from its own start.
+        e.call_started(1_000 * MS);
+        assert_eq!(e.stalled_ns(1_003 * MS, 1e9), 3e6);
+        // At most the cap, and never negative when the clock goes back.
+        assert_eq!(e.stalled_ns(9_000 * MS, 1e9), 1e9);
+        assert_eq!(e.stalled_ns(0, 1e9), 0.0);
+        // More ends than starts (a completion of a call named before a restart): none
+        // in flight, no bound.
+        e.call_ended(1_010 * MS);
+        e.call_ended(1_020 * MS);
+        assert_eq!(e.in_flight, 0);
+        assert_eq!(e.stalled_ns(2_000 * MS, 1e9), 0.0);
+    }
+
+    #[test]
+    fn an_endpoint_whose_call_waits_costs_at_least_the_wait_and_its_estimate_is_untouched() {
+        let tuning = Tuning::from(&Config::default());
+        let e = &mut endpoint_at(1.0);
+        e.unflushed_pending = 1;
+        e.call_started(0);
+        // 1 ms estimate, one pending: 2 ms at once; after 100 ms waiting, 200 ms.
+        assert_eq!(e.cost_at(0, &tuning), 2e6);
+        assert_eq!(e.cost_at(100 * MS, &tuning), 200e6);
+        assert_eq!(e.idle_cost_at(100 * MS, &tuning), 100e6);
+        // Capped at the failure penalty (1 s by default).
+        assert_eq!(e.idle_cost_at(60_000 * MS, &tuning), 1e9);
+        // The Peak-EWMA estimate itself (the gauge, the shared record) is not changed.
+        assert!(e.record.latency.estimate_at(100 * MS, tuning.decay_ns) < 1e6);
     }
 }

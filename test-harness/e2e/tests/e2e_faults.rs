@@ -171,8 +171,11 @@ async fn a_fast_failing_backend_gets_at_most_two_percent_of_requests() {
 }
 
 /// A backend that accepts calls but never answers: its calls time out after the route's
-/// 5 s, and the filter stops sending it calls long before that (its pending count makes
-/// it dear at once, the 5 s sample afterwards).
+/// 5 s, and the filter stops sending it calls long before that (the time its first call
+/// has waited makes it dear within milliseconds, the 5 s failures afterwards): at most
+/// 1 % of the calls fail (3 or 4 of 1,600 seen, the calls before the filter knew the
+/// membership among them; 15 to 64 before the wait counted, when only the pending count
+/// held it back while its estimate decayed).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backend_that_never_answers_times_out_per_route_and_is_avoided() {
     let _ports = fixed_ports_lock();
@@ -212,7 +215,7 @@ async fn a_backend_that_never_answers_times_out_per_route_and_is_avoided() {
         unsuccessful(&rr.0)
     );
     assert!(
-        unsuccessful(&ewma.0) * 50 <= ewma.0.total(),
+        unsuccessful(&ewma.0) * 100 <= ewma.0.total(),
         "ewma failed {} of {}: {:?}",
         unsuccessful(&ewma.0),
         ewma.0.total(),

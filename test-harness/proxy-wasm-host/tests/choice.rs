@@ -136,6 +136,35 @@ fn independent_proxies_over_the_same_endpoints_do_not_pile_onto_one() {
     assert!(worst.iter().all(|&d| d <= 0.2), "{worst:.2?}");
 }
 
+/// From 2 s on, the third of three endpoints takes every call and answers none for 5 s
+/// (then UNAVAILABLE, as Envoy's route timeout): the filter stops naming it once its
+/// first call has waited longer than the others answer, long before any answer. Without
+/// the wait as a lower bound its estimate decayed while its calls waited, and it got 109
+/// of the 2,000 calls of those 5 s (3 with it).
+#[test]
+fn an_endpoint_that_stops_answering_gets_a_few_calls_not_one_per_decay() {
+    let stops = 2 * SEC;
+    let hung = endpoint(2, Duration::from_millis(1))
+        .latency_fn(move |t| Duration::from_millis(if t >= stops { 5_000 } else { 1 }))
+        .reply_fn(move |t| {
+            if t >= stops {
+                Reply::Status(14)
+            } else {
+                Reply::Ok
+            }
+        });
+    let endpoints = vec![
+        endpoint(0, Duration::from_millis(1)),
+        endpoint(1, Duration::from_millis(1)),
+        hung,
+    ];
+    let run = scenario(endpoints, 400, 7).run(&host()).unwrap();
+    let served = served_between(&run, stops, 7 * SEC);
+    let to_hung = served.get(&addr(2)).copied().unwrap_or(0);
+    println!("calls to the endpoint that stopped answering, 2-7 s: {to_hung} of {served:?}");
+    assert!(to_hung <= 6, "{to_hung} calls: {served:?}");
+}
+
 /// All three endpoints fail for 5 s, then recover: in the third second after, each
 /// has at least a fifth of its fair share again (L's recovery, through the shortlist).
 #[test]
