@@ -129,8 +129,13 @@ impl EndpointView {
     ///
     /// Without it, an endpoint that stops answering keeps its last estimate, which
     /// decays toward 0 while its calls wait, and only its pending count holds it back:
-    /// a backend that accepted calls and never answered got 16 to 64 of 1,600 calls
+    /// a backend that accepted calls and never answered got 15 to 64 of 1,600 calls
     /// before its first timed out (5 s); Peak-EWMA learns nothing until an answer comes.
+    ///
+    /// A pick's time is the worker's last clock reading (no clock read per pick), so a
+    /// call to an endpoint idle on this worker may be stamped up to a tick (250 ms)
+    /// early, and the bound is that much too high until the call ends; calls to busy
+    /// endpoints take their bound from the last completion, read fresh.
     pub fn stalled_ns(&self, now: Nanos, cap_ns: f64) -> f64 {
         if self.in_flight == 0 {
             return 0.0;
