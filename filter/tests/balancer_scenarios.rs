@@ -1191,6 +1191,89 @@ fn a_call_served_by_the_runner_up_charges_the_winner_when_envoy_retried() {
     }
 }
 
+/// Envoy's retries rescue the calls to two failing members of three (Istio retries by
+/// default): each call succeeds, served by the runner-up after a failed attempt and a
+/// back-off, or by Envoy's fallback on a third attempt when both named failed. Once a
+/// member has failed, every pick of it is verified, so each rescued call charges it
+/// again. Checking only every 8th pick credited it with the other seven as successes
+/// of its own, 30 ms each (the retry's time), which halved its failure score each time
+/// and made it look faster than the healthy member at 40 ms: on a real Envoy the two
+/// failing members were then named together for 40 of 800 calls, and 11 failed.
+#[test]
+fn members_whose_calls_envoys_retries_rescue_stay_charged_with_their_failures() {
+    let store = MemoryStore::default();
+    let mut w = Worker::new(Config::default(), 71);
+    let mut now = 10 * SEC;
+    let addrs = healthy_members(&store, 3, now);
+    let (good, failing) = (&addrs[0], &addrs[1..]);
+    w.balancer.tick(&store, &mut w.metrics, now);
+    let (mut named_first, mut both_failing) = (Vec::new(), 0);
+    for i in 0..2_000u64 {
+        let Decision::Override(pick) = w.pick(&store, now) else {
+            unreachable!("no pick");
+        };
+        let runner_up = pick.runner_up.as_deref().unwrap_or(good);
+        let (served, attempts, latency) = if !failing.contains(&pick.addr.to_string()) {
+            (&*pick.addr, 1, 40 * MS)
+        } else if failing.iter().any(|f| f == runner_up) {
+            // Until the first tick after their first calls, all three are on the
+            // shortlist (a pair of the two gets both named).
+            if i >= 50 {
+                both_failing += 1;
+            }
+            (good.as_str(), 3, 60 * MS)
+        } else {
+            named_first.push(i);
+            (runner_up, 2, 30 * MS)
+        };
+        let mut facts = FixedFacts::of(Outcome::Success, Some(served));
+        facts.attempts = Some(attempts);
+        w.balancer.complete(
+            &store,
+            &mut w.metrics,
+            &mut facts,
+            &Completion {
+                cluster: CLUSTER,
+                pick: Some(&pick),
+                grpc: true,
+                timing: Timing {
+                    started: now,
+                    request_done: Some(now),
+                    first_response: Some(now + latency),
+                    finished: now + latency,
+                },
+            },
+        );
+        now += 5 * MS;
+        if i % 50 == 49 {
+            w.balancer.tick(&store, &mut w.metrics, now);
+        }
+    }
+    // In 10 s: each failing member's first call (a member never sampled gets one) and
+    // its probes (at 1, 3 and 7 s after its last outcome).
+    // Their first calls, then one call at a time as a probe, or as the shortlist's
+    // second member once its score has decayed below the healthy member's latency:
+    // 10 calls at 0, 0, 1.3, 3.3, 3.4, 4.5, 6.5, 6.5, 9.7 and 9.8 s (32 when only every
+    // 8th pick was checked).
+    assert!(
+        named_first.len() <= 10,
+        "named a failing member first {} times: {named_first:?}",
+        named_first.len()
+    );
+    assert_eq!(
+        both_failing, 0,
+        "calls naming both failing members after 250 ms"
+    );
+    let view = w.balancer.view(CLUSTER).unwrap();
+    for f in failing {
+        let score = view.endpoints[view.position(f).unwrap()]
+            .record
+            .failure
+            .raw();
+        assert_eq!(score, 1.0, "{f}'s failure score");
+    }
+}
+
 /// With the membership from Envoy, a worker's first request to a cluster (a client's new
 /// connection landing on a worker that had none) starts from what the other workers
 /// know: no discovery through the fallback, the slow member neither named nor runner-up.
